@@ -1,0 +1,126 @@
+"""Losses, each returning ``(loss, dpred)`` with ``dpred = dLoss/dpred``.
+
+Reduction: the loss is a **mean over the batch** (over every leading position,
+e.g. T*N for per-time-step sequence outputs) and a **sum over features**.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .layers.base import check_array
+
+__all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "mse", "one_hot", "accuracy"]
+
+
+def log_softmax(logits, axis=-1):
+    """log softmax, stable: z - logsumexp(z)."""
+    return logits - logsumexp(logits, axis=axis, keepdims=True)
+
+
+def softmax(logits, axis=-1):
+    """softmax(z) = exp(z - logsumexp(z))."""
+    return np.exp(log_softmax(logits, axis=axis))
+
+
+def one_hot(y, n_classes):
+    """Integer labels (...,) -> one-hot float64 (..., n_classes)."""
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"one_hot: y must hold integer labels, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"one_hot: labels must lie in [0, {n_classes}), "
+                         f"got range [{y.min()}, {y.max()}]")
+    return np.eye(n_classes)[y]
+
+
+def _targets_as_probs(logits, y, where):
+    n_classes = logits.shape[-1]
+    y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.integer):
+        if y.shape != logits.shape[:-1]:
+            raise ValueError(f"{where}: integer labels y must have shape {logits.shape[:-1]} "
+                             f"(logits without the class axis), got {y.shape}")
+        return one_hot(y, n_classes)
+    y = check_array(y, "y", where=where)
+    if y.shape != logits.shape:
+        raise ValueError(f"{where}: one-hot/probability targets y must have the logits' shape "
+                         f"{logits.shape}, got {y.shape}")
+    return y
+
+
+def softmax_cross_entropy(logits, y):
+    """Fused softmax + cross-entropy, mean over the batch.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (N, C) or (..., C)
+    y : int ndarray of shape (N,) / (...) or float ndarray like ``logits``
+        Class labels, or one-hot (any probability) targets.
+
+    Returns
+    -------
+    loss : float
+        -(1/N) sum_n sum_c y_nc log softmax(z_n)_c, N = number of positions.
+    dlogits : ndarray like ``logits``
+        (softmax(z) - y) / N.
+
+    Notes
+    -----
+    log softmax is computed as z - logsumexp(z), so large logits never overflow.
+    """
+    logits = check_array(logits, "logits", where="softmax_cross_entropy")
+    if logits.ndim < 2:
+        raise ValueError(f"softmax_cross_entropy: logits must have shape (N, C), got {logits.shape}")
+    if not np.all(np.isfinite(logits)):
+        raise ValueError("softmax_cross_entropy: logits contain NaN or inf "
+                         "(the network diverged; try a smaller learning rate)")
+    t = _targets_as_probs(logits, y, "softmax_cross_entropy")
+    n = int(np.prod(logits.shape[:-1]))
+    logp = log_softmax(logits)
+    loss = -float(np.sum(t * logp)) / n
+    dlogits = (np.exp(logp) * t.sum(axis=-1, keepdims=True) - t) / n
+    return loss, dlogits
+
+
+def mse(pred, target, reduction="batch"):
+    """Squared error.
+
+    Parameters
+    ----------
+    pred, target : ndarray of the same shape (N, ...)
+    reduction : {'batch', 'elements'}
+        ``'batch'`` (default): sum over features, mean over the batch,
+        L = (1/N) sum_n ||pred_n - target_n||^2 (the refnets convention, used by
+        DTP's local losses). ``'elements'``: mean over all elements (PyTorch's
+        ``MSELoss``); equals the first divided by the number of features.
+
+    Returns
+    -------
+    loss : float
+    dpred : ndarray like ``pred``
+    """
+    pred = check_array(pred, "pred", where="mse")
+    target = check_array(target, "target", where="mse")
+    if pred.shape != target.shape:
+        raise ValueError(f"mse: target must have pred's shape {pred.shape}, got {target.shape}")
+    if pred.ndim == 0:
+        raise ValueError("mse: pred must have a batch dimension, got a scalar")
+    if reduction == "batch":
+        denom = pred.shape[0]
+    elif reduction == "elements":
+        denom = pred.size
+    else:
+        raise ValueError(f"mse: reduction must be 'batch' or 'elements', got {reduction!r}")
+    diff = pred - target
+    return float(np.sum(diff * diff)) / denom, 2.0 * diff / denom
+
+
+def accuracy(logits, y):
+    """Fraction of positions whose argmax matches the label (int or one-hot)."""
+    pred = np.argmax(logits, axis=-1)
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer):
+        y = np.argmax(y, axis=-1)
+    return float(np.mean(pred == y))

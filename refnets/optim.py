@@ -1,0 +1,142 @@
+"""Optimisers over dicts of arrays.
+
+Every optimiser has ``update(params, grads) -> None``: it **modifies the
+arrays in ``params`` in place** (so a model's parameter dict, or an algorithm's
+target dict, is updated where it lives). ``grads`` must have exactly the keys
+of ``params``; per-key state (velocity, moments) is created on first use.
+Formulas follow PyTorch's ``torch.optim`` (without weight decay unless given),
+so a cross-check needs no conversion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "get_optimizer"]
+
+
+class Optimizer:
+    """Base class: checks keys/shapes, keeps per-key state in ``self.state``."""
+
+    def __init__(self, lr, weight_decay=0.0):
+        if not (np.isfinite(lr) and lr > 0):
+            raise ValueError(f"{type(self).__name__}: lr must be a positive finite number, got {lr!r}")
+        if not (np.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {weight_decay!r}")
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.state = {}
+        self.t = 0
+
+    def update(self, params, grads):
+        """Apply one step in place: params[k] <- params[k] - step(grads[k])."""
+        if set(params) != set(grads):
+            raise ValueError(f"{type(self).__name__}.update: grads keys {sorted(grads)} must equal "
+                             f"params keys {sorted(params)}")
+        self.t += 1
+        for key, p in params.items():
+            g = np.asarray(grads[key])
+            if g.shape != p.shape:
+                raise ValueError(f"{type(self).__name__}.update: grads[{key!r}] must have shape "
+                                 f"{p.shape}, got {g.shape}")
+            if not isinstance(p, np.ndarray) or not p.flags.writeable:
+                raise ValueError(f"{type(self).__name__}.update: params[{key!r}] must be a "
+                                 f"writeable ndarray (updated in place)")
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            p -= self._step(key, g)
+
+    def _step(self, key, g):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(lr={self.lr})"
+
+
+class SGD(Optimizer):
+    """p <- p - lr * g."""
+
+    def _step(self, key, g):
+        return self.lr * g
+
+
+class Momentum(Optimizer):
+    """Heavy-ball momentum (PyTorch form), optionally Nesterov.
+
+    v <- mu v + g;   step = lr * v        (plain)
+    v <- mu v + g;   step = lr * (g + mu v)   (Nesterov)
+    """
+
+    def __init__(self, lr, momentum=0.9, nesterov=False, weight_decay=0.0):
+        super().__init__(lr, weight_decay)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"Momentum: momentum must be in [0, 1), got {momentum!r}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def _step(self, key, g):
+        v = self.state.get(key)
+        v = g.copy() if v is None else self.momentum * v + g
+        self.state[key] = v
+        return self.lr * (g + self.momentum * v if self.nesterov else v)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (PyTorch form): s <- a s + (1-a) g^2; step = lr g / (sqrt(s) + eps).
+
+    ``centered=True`` subtracts the squared running mean of g from s.
+    """
+
+    def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, centered=False, weight_decay=0.0):
+        super().__init__(lr, weight_decay)
+        if not 0 <= alpha < 1:
+            raise ValueError(f"RMSprop: alpha must be in [0, 1), got {alpha!r}")
+        if not eps > 0:
+            raise ValueError(f"RMSprop: eps must be > 0, got {eps!r}")
+        self.alpha, self.eps, self.centered = float(alpha), float(eps), bool(centered)
+
+    def _step(self, key, g):
+        st = self.state.setdefault(key, {"s": np.zeros_like(g), "m": np.zeros_like(g)})
+        st["s"] = self.alpha * st["s"] + (1 - self.alpha) * g * g
+        denom = st["s"]
+        if self.centered:
+            st["m"] = self.alpha * st["m"] + (1 - self.alpha) * g
+            denom = denom - st["m"] ** 2
+        return self.lr * g / (np.sqrt(denom) + self.eps)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015, Algorithm 1; PyTorch's eps placement).
+
+    m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
+    step = lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+    """
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        super().__init__(lr, weight_decay)
+        for name, b in (("beta1", beta1), ("beta2", beta2)):
+            if not 0 <= b < 1:
+                raise ValueError(f"Adam: {name} must be in [0, 1), got {b!r}")
+        if not eps > 0:
+            raise ValueError(f"Adam: eps must be > 0, got {eps!r}")
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def _step(self, key, g):
+        st = self.state.setdefault(key, {"m": np.zeros_like(g), "v": np.zeros_like(g), "t": 0})
+        st["t"] += 1
+        st["m"] = self.beta1 * st["m"] + (1 - self.beta1) * g
+        st["v"] = self.beta2 * st["v"] + (1 - self.beta2) * g * g
+        m_hat = st["m"] / (1 - self.beta1 ** st["t"])
+        v_hat = st["v"] / (1 - self.beta2 ** st["t"])
+        return self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+_OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam}
+
+
+def get_optimizer(name, **kwargs):
+    """Build an optimiser from its name ('sgd', 'momentum', 'rmsprop', 'adam')."""
+    try:
+        cls = _OPTIMIZERS[name]
+    except KeyError:
+        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {name!r}") from None
+    return cls(**kwargs)

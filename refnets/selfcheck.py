@@ -1,0 +1,88 @@
+"""Registry of finite-difference self-checks run by ``refnets gradcheck``.
+
+Any module may register a check of its analytic derivatives::
+
+    from refnets.selfcheck import register_check
+
+    @register_check("hsic/nhsic dZ", group="hsic", tol=1e-4)
+    def _check(rng):
+        ...                      # build small float64 inputs with rng
+        return rel_error(analytic, numerical)
+
+A check returns the relative error (a float); it passes when error < tol.
+The test suite runs every registered check too (tests/test_selfcheck.py), so
+what a user verifies on their machine is what CI verifies.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["Check", "register_check", "all_checks", "run_checks", "CHECK_MODULES"]
+
+#: Modules (besides the algorithm registry's) that register checks on import.
+CHECK_MODULES = (
+    "refnets.layers._checks",
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One registered derivative check."""
+
+    name: str
+    func: Callable[[np.random.Generator], float]
+    tol: float
+    group: str
+
+
+_CHECKS: dict = {}
+
+
+def register_check(name, group="layers", tol=1e-7):
+    """Decorator registering ``func(rng) -> relative error`` under ``name``."""
+    def deco(func):
+        if name in _CHECKS and _CHECKS[name].func.__qualname__ != func.__qualname__:
+            raise ValueError(f"register_check: a check named {name!r} already exists")
+        _CHECKS[name] = Check(name, func, float(tol), group)
+        return func
+    return deco
+
+
+def all_checks():
+    """Import every module that registers checks; return the checks by name."""
+    for mod in CHECK_MODULES:
+        importlib.import_module(mod)
+    from . import algorithms
+    algorithms.available_methods()  # imports every method module
+    return dict(_CHECKS)
+
+
+def run_checks(seed=0, select=None):
+    """Run the registered checks.
+
+    Parameters
+    ----------
+    seed : int
+        Each check gets ``np.random.default_rng([seed, i])``.
+    select : str, optional
+        Only checks whose name or group contains this substring.
+
+    Returns
+    -------
+    list of dict with keys name, group, error, tol, passed, seconds.
+    """
+    rows = []
+    for i, check in enumerate(all_checks().values()):
+        if select and select not in check.name and select not in check.group:
+            continue
+        t0 = time.perf_counter()
+        err = float(check.func(np.random.default_rng([seed, i])))
+        rows.append({"name": check.name, "group": check.group, "error": err, "tol": check.tol,
+                     "passed": bool(err < check.tol), "seconds": time.perf_counter() - t0})
+    return rows
