@@ -13,8 +13,9 @@ import numpy as np
 from .layers.activations import get_activation
 from .layers.base import Layer
 from .layers.dense import Dense
+from .layers.recurrent import LastStep, RNN
 
-__all__ = ["Sequential", "param_key", "split_key", "mlp"]
+__all__ = ["Sequential", "param_key", "split_key", "mlp", "rnn_classifier"]
 
 
 def param_key(k, name):
@@ -170,3 +171,33 @@ def mlp(sizes, activation="tanh", rng=None, output_activation=None, init="glorot
 def _activation_kwargs(act):
     """Constructor arguments to clone an activation instance (alpha for LeakyReLU)."""
     return {"alpha": act.alpha} if hasattr(act, "alpha") else {}
+
+
+def rnn_classifier(n_in, n_hidden, n_classes, rng, readout="last", init="glorot_uniform",
+                   recurrent_init="orthogonal"):
+    """Elman RNN followed by a linear read-out (the model outputs logits).
+
+    Parameters
+    ----------
+    n_in, n_hidden, n_classes : int
+        Input width D, state width H and number of classes C.
+    rng : numpy.random.Generator
+    readout : {'last', 'all'}
+        ``'last'``: ``[RNN, LastStep, Dense]``, input (T, N, D) -> logits (N, C),
+        one label per sequence. ``'all'``: ``[RNN, Dense]``, logits (T, N, C),
+        one label per time step (Dense reads out every step; the loss averages
+        over all T*N positions).
+    init, recurrent_init : str or callable
+        Initialisers of the RNN's ``W_x`` (and of the read-out's ``W``) and of
+        ``W_h``.
+    """
+    if readout not in ("last", "all"):
+        raise ValueError(f"rnn_classifier: readout must be 'last' or 'all', got {readout!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rnn_classifier: rng must be a numpy.random.Generator, "
+                         f"got {type(rng).__name__}")
+    layers = [RNN(n_in, n_hidden, rng, init=init, recurrent_init=recurrent_init)]
+    if readout == "last":
+        layers.append(LastStep())
+    layers.append(Dense(n_hidden, n_classes, rng, init=init))
+    return Sequential(layers)

@@ -28,6 +28,7 @@ __all__ = ["Check", "register_check", "all_checks", "run_checks", "CHECK_MODULES
 #: Modules (besides the algorithm registry's) that register checks on import.
 CHECK_MODULES = (
     "refnets.layers._checks",
+    "refnets.layers._checks_rnn",
 )
 
 

@@ -5,6 +5,7 @@ from .activations import (Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softpl
                           get_activation)
 from .base import Layer, check_array
 from .dense import Dense
+from .recurrent import RNN, LastStep
 
 __all__ = ["Layer", "check_array", "Dense", "Activation", "Identity", "Tanh", "ReLU",
-           "LeakyReLU", "Sigmoid", "Softplus", "get_activation"]
+           "LeakyReLU", "Sigmoid", "Softplus", "get_activation", "RNN", "LastStep"]
