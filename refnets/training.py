@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .datasets import minibatches
 
-__all__ = ["History", "train", "evaluate", "masked_accuracy"]
+__all__ = ["History", "train", "evaluate", "masked_accuracy", "save_checkpoint", "load_checkpoint"]
 
 
 @dataclass
