@@ -1,0 +1,107 @@
+"""Self-checks of the functional transfer layers, registered for ``refnets gradcheck``.
+
+For every function (F01-F20, LIN): the function-level derivatives
+df/dtheta_q and df/dx against centred differences, and the layer-level
+backward of :class:`~refnets.layers.functional.FunctionalDense` (generic path,
+and fast path where there is one) via :func:`refnets.gradcheck.check_layer`.
+
+Also home of :func:`sample_point`, the kink-free random point the tests use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..gradcheck import DEFAULT_H, check_layer, rel_error
+from ..selfcheck import register_check
+from .functional import FunctionalDense, draw_signs
+from .functional_types import FUNCTION_NAMES, get_function
+
+#: Finite differences stay this far from kinks (|kink argument| > KINK_MARGIN);
+#: a step h = 1e-5 moves a kink argument by at most ~h * |x| << 1e-3.
+KINK_MARGIN = 1e-3
+
+
+def sample_point(function, n_samples, n_out, n_in, rng, theta_scale=1.0, max_tries=1000):
+    """A random (x, theta, signs) at which f is differentiable everywhere.
+
+    x ~ N(0, 1) of shape (n_samples, n_in); theta from the official init times
+    ``theta_scale`` (theta of F05's b and F12/F13 are left unscaled);
+    points closer than KINK_MARGIN to a kink are redrawn.
+
+    Returns
+    -------
+    x : (n_samples, n_in), theta : (k, n_out, n_in), signs : (n_out, n_in) or None
+    """
+    fn = get_function(function)
+    for _ in range(max_tries):
+        theta = fn.init(n_out, n_in, rng)
+        if fn.name not in ("F05", "F12", "F13"):
+            theta = theta * theta_scale
+        x = rng.standard_normal((n_samples, n_in))
+        signs = draw_signs((n_out, n_in), rng) if fn.uses_sign else None
+        kink = fn.kink_argument(x[:, None, :], theta)
+        if kink is None or np.min(np.abs(kink)) > KINK_MARGIN:
+            return x, theta, signs
+    raise RuntimeError(f"sample_point: no kink-free point for {fn.name} in {max_tries} tries")
+
+
+def function_derivative_errors(function, rng, n_samples=4, n_out=3, n_in=5, h=DEFAULT_H):
+    """Relative errors of df/dtheta_q and df/dx against centred differences.
+
+    Each f_ij depends on its own theta_qij and x_ni only, so shifting a whole
+    theta[q] (or x) by +-h gives every element-wise partial derivative at once.
+
+    Returns
+    -------
+    dict ``{'theta[0]': err, ..., 'x': err}``
+    """
+    fn = get_function(function)
+    x, theta, s = sample_point(fn, n_samples, n_out, n_in, rng, theta_scale=5.0)
+    xb = x[:, None, :]
+    full = (n_samples, n_out, n_in)
+    dtheta, dx = fn.derivatives(xb, theta, s)
+    errors = {}
+    for q in range(fn.k):
+        shift = np.zeros_like(theta)
+        shift[q] = h
+        num = (fn.value(xb, theta + shift, s) - fn.value(xb, theta - shift, s)) / (2 * h)
+        errors[f"theta[{q}]"] = rel_error(np.broadcast_to(dtheta[q], full), num)
+    num = (fn.value(xb + h, theta, s) - fn.value(xb - h, theta, s)) / (2 * h)
+    errors["x"] = rel_error(np.broadcast_to(dx, full), num)
+    return errors
+
+
+def layer_derivative_errors(function, rng, path, n_samples=4, n_out=3, n_in=5):
+    """check_layer errors (dx, dtheta, db) of a FunctionalDense at a kink-free point."""
+    layer = FunctionalDense(n_in, n_out, function, rng, path=path)
+    x, theta, s = sample_point(layer.function, n_samples, n_out, n_in, rng, theta_scale=5.0)
+    layer.params["theta"] = theta
+    layer.params["b"] = rng.standard_normal(n_out)
+    layer.signs = s
+    return check_layer(layer, x, rng)
+
+
+def _register(name):
+    fn = get_function(name)
+
+    @register_check(f"FTM {name} f = {fn.formula}: df/dtheta, df/dx", group="functional")
+    def _function_check(rng):
+        if fn.surrogate_gradient:   # F07: only df/dx is a true derivative (w > 0 at the point)
+            return function_derivative_errors(fn, rng)["x"]
+        return max(function_derivative_errors(fn, rng).values())
+    _function_check.__qualname__ = f"_function_check_{name}"
+
+    paths = ("generic", "fast") if fn.has_fast_path else ("generic",)
+    for path in paths:
+        def _make(path):
+            @register_check(f"FTM {name} FunctionalDense {path} path (N=4, 5 -> 3)",
+                            group="functional")
+            def _layer_check(rng):
+                return max(layer_derivative_errors(fn, rng, path).values())
+            _layer_check.__qualname__ = f"_layer_check_{name}_{path}"
+        _make(path)
+
+
+for _name in FUNCTION_NAMES:
+    _register(_name)
