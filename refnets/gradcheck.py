@@ -48,6 +48,10 @@ def _require_float64(x, name, where):
 def rel_error(a, b):
     """max|a-b| / max(max|a|, max|b|); 0.0 when both are all zeros.
 
+    ``inf`` when either array holds NaN or inf, so a broken derivative fails
+    every ``err < tol`` test and survives ``max()`` over several errors (a NaN
+    would not: ``max([1e-12, nan])`` is 1e-12).
+
     Parameters
     ----------
     a, b : array_like of the same shape
@@ -57,6 +61,8 @@ def rel_error(a, b):
         raise ValueError(f"rel_error: shapes differ, {a.shape} vs {b.shape}")
     if a.size == 0:
         return 0.0
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return float("inf")
     scale = max(np.max(np.abs(a)), np.max(np.abs(b)))
     if scale == 0.0:
         return 0.0
@@ -76,8 +82,8 @@ def assert_close(analytic, numerical, name, tol=DEFAULT_TOL):
         idx = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.ndim else ()
         raise AssertionError(
             f"gradient check failed for {name}: relative error {err:.3e} >= {tol:.1e}; "
-            f"worst index {tuple(int(i) for i in idx)}: analytic {analytic[idx]!r}, "
-            f"numerical {numerical[idx]!r} (shape {analytic.shape})")
+            f"worst index {tuple(int(i) for i in idx)}: analytic {float(analytic[idx])!r}, "
+            f"numerical {float(numerical[idx])!r} (shape {analytic.shape})")
     return err
 
 
@@ -150,6 +156,9 @@ def directional_check(f, x, dy, jt_dy, rng, n_directions=4, h=DEFAULT_H):
         rel_error between the two vectors of ``n_directions`` scalars.
     numerical, analytic : ndarray of shape (n_directions,)
     """
+    if not isinstance(n_directions, (int, np.integer)) or n_directions < 1:
+        raise ValueError(f"directional_check: n_directions must be a positive int, "
+                         f"got {n_directions!r}")
     _require_float64(x, "x", "directional_check")
     _require_float64(dy, "dy", "directional_check")
     jt_dy = np.asarray(jt_dy)

@@ -117,7 +117,13 @@ class Sequential:
         """Flat ``{"k.name": array}`` dict -> per-layer list of dicts."""
         out = [dict() for _ in self.layers]
         for key, value in flat.items():
-            k, name = split_key(key)
+            try:
+                k, name = split_key(key)
+            except ValueError:
+                k, name = -1, ""
+            if not (0 <= k < len(self.layers) and name):
+                raise ValueError(f"Sequential.unflatten: keys must be '<layer index>.<name>' "
+                                 f"with index in [0, {len(self.layers)}), got {key!r}")
             out[k][name] = value
         return out
 
@@ -128,12 +134,14 @@ class Sequential:
     def set_params(self, flat):
         """Copy values from a flat dict into the layers' arrays (in place)."""
         own = self.params()
+        # Validate every key before copying anything, so a bad call changes nothing.
         for key, value in flat.items():
             if key not in own:
                 raise ValueError(f"Sequential.set_params: unknown key {key!r}; known {sorted(own)}")
             if np.shape(value) != own[key].shape:
                 raise ValueError(f"Sequential.set_params: {key!r} must have shape "
                                  f"{own[key].shape}, got {np.shape(value)}")
+        for key, value in flat.items():
             own[key][...] = value
 
 
@@ -157,12 +165,12 @@ def mlp(sizes, activation="tanh", rng=None, output_activation=None, init="glorot
         raise ValueError(f"mlp: sizes must be a list of >= 2 positive ints, got {sizes!r}")
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"mlp: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    template = get_activation(activation)  # validates the name or instance
     layers = []
     for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(Dense(n_in, n_out, rng, init=init))
-        if k < len(sizes) - 2:
-            layers.append(get_activation(activation) if isinstance(activation, str)
-                          else type(activation)(**_activation_kwargs(activation)))
+        if k < len(sizes) - 2:  # a fresh activation object per hidden layer
+            layers.append(type(template)(**_activation_kwargs(template)))
     if output_activation is not None:
         layers.append(get_activation(output_activation))
     return Sequential(layers)

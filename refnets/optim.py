@@ -33,15 +33,17 @@ class Optimizer:
         if set(params) != set(grads):
             raise ValueError(f"{type(self).__name__}.update: grads keys {sorted(grads)} must equal "
                              f"params keys {sorted(params)}")
-        self.t += 1
+        # Validate every key before touching any array, so a bad call changes nothing.
         for key, p in params.items():
-            g = np.asarray(grads[key])
-            if g.shape != p.shape:
-                raise ValueError(f"{type(self).__name__}.update: grads[{key!r}] must have shape "
-                                 f"{p.shape}, got {g.shape}")
             if not isinstance(p, np.ndarray) or not p.flags.writeable:
                 raise ValueError(f"{type(self).__name__}.update: params[{key!r}] must be a "
                                  f"writeable ndarray (updated in place)")
+            if np.shape(grads[key]) != p.shape:
+                raise ValueError(f"{type(self).__name__}.update: grads[{key!r}] must have shape "
+                                 f"{p.shape}, got {np.shape(grads[key])}")
+        self.t += 1
+        for key, p in params.items():
+            g = np.asarray(grads[key])
             if self.weight_decay:
                 g = g + self.weight_decay * p
             p -= self._step(key, g)

@@ -119,7 +119,9 @@ class LeakyReLU(Activation):
 class Sigmoid(Activation):
     """Logistic g(z) = 1/(1+e^-z), computed stably (``scipy.special.expit``).
 
-    g'(z) = g(z)(1 - g(z)).
+    g'(z) = g(z)(1 - g(z)) = g(z) g(-z). The second form is used: for large
+    positive z, 1 - g(z) cancels catastrophically (z = 30 loses 3 digits,
+    z >= 37 gives 0 instead of ~e^-z), while g(-z) keeps full precision.
     """
 
     name = "sigmoid"
@@ -128,11 +130,10 @@ class Sigmoid(Activation):
         return expit(z)
 
     def derivative(self, z):
-        s = expit(z)
-        return s * (1.0 - s)
+        return expit(z) * expit(-z)
 
     def _derivative_cached(self, cache):
-        return cache["y"] * (1.0 - cache["y"])
+        return cache["y"] * expit(-cache["z"])
 
 
 class Softplus(Activation):
