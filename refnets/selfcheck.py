@@ -29,6 +29,7 @@ __all__ = ["Check", "register_check", "all_checks", "run_checks", "CHECK_MODULES
 CHECK_MODULES = (
     "refnets.layers._checks",
     "refnets.layers._checks_rnn",
+    "refnets.layers._checks_conv",
 )
 
 
@@ -76,14 +77,21 @@ def run_checks(seed=0, select=None):
 
     Returns
     -------
-    list of dict with keys name, group, error, tol, passed, seconds.
+    list of dict with keys name, group, error, tol, passed, seconds, message.
+    A check that raises is reported as failed (error NaN) with the exception
+    in ``message`` (empty otherwise), so one broken check does not hide the rest.
     """
     rows = []
     for i, check in enumerate(all_checks().values()):
         if select and select not in check.name and select not in check.group:
             continue
         t0 = time.perf_counter()
-        err = float(check.func(np.random.default_rng([seed, i])))
+        message = ""
+        try:
+            err = float(check.func(np.random.default_rng([seed, i])))
+        except Exception as exc:  # reported, not raised: the table shows every check
+            err, message = float("nan"), f"{type(exc).__name__}: {exc}"
         rows.append({"name": check.name, "group": check.group, "error": err, "tol": check.tol,
-                     "passed": bool(err < check.tol), "seconds": time.perf_counter() - t0})
+                     "passed": bool(err < check.tol), "seconds": time.perf_counter() - t0,
+                     "message": message})
     return rows

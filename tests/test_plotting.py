@@ -1,0 +1,66 @@
+"""Plot helpers write real images; importing refnets does not import matplotlib."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from refnets.training import History
+
+pytest.importorskip("matplotlib")
+from refnets import plotting  # noqa: E402
+
+
+def test_import_refnets_does_not_import_matplotlib():
+    code = ("import sys, refnets, refnets.datasets, refnets.training, refnets.plotting, refnets.cli, "
+            "refnets.algorithms; refnets.algorithms.available_methods(); "
+            "print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def _history(seed):
+    rng = np.random.default_rng(seed)
+    h = History(steps_per_epoch=10)
+    h.step_loss = list(np.exp(-np.arange(30) / 10) + 0.1 * rng.random(30))
+    h.train_loss = [float(np.mean(h.step_loss[i:i + 10])) for i in range(0, 30, 10)]
+    h.train_acc, h.test_acc, h.epoch_time = [0.5, 0.7, 0.8], [0.5, 0.6, 0.7], [1.0] * 3
+    return h
+
+
+def _is_png(path):
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_learning_curves_png(tmp_path):
+    fig = plotting.learning_curves({"a": _history(0), "b": _history(1)}, title="t")
+    p = plotting.save(fig, tmp_path / "sub" / "lc.png")
+    assert _is_png(tmp_path / "sub" / "lc.png") and p.endswith("lc.png")
+    ax_loss, ax_acc = fig.axes[:2]
+    assert len(ax_loss.lines) == 2 and len(ax_acc.lines) == 4
+
+
+def test_decision_boundary_png(tmp_path):
+    x = np.array([[-1.0, 0.0], [1.0, 0.0], [-2.0, 1.0], [2.0, -1.0]])
+    y = np.array([0, 1, 0, 1])
+    seen = {}
+
+    def predict(points):
+        seen["shape"] = points.shape
+        return np.stack([-points[:, 0], points[:, 0]], axis=1)   # class 1 where x0 > 0
+    fig = plotting.decision_boundary(predict, x, y, resolution=31)
+    assert seen["shape"] == (31 * 31, 2)
+    plotting.save(fig, tmp_path / "db.png")
+    assert _is_png(tmp_path / "db.png")
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        plotting.decision_boundary(predict, np.zeros((3, 3)), y)
+
+
+def test_format_table_and_running_mean():
+    text = plotting.format_table([{"method": "bp", "acc": 0.91234, "cos": None},
+                                  {"method": "fa-long", "acc": 0.5, "cos": 0.25}])
+    lines = text.splitlines()
+    assert lines[0].split() == ["method", "acc", "cos"]
+    assert lines[2].split() == ["bp", "0.912", "-"] and lines[3].split() == ["fa-long", "0.500", "0.250"]
+    np.testing.assert_allclose(plotting.running_mean([1, 2, 3, 4], 2), [1, 1.5, 2.5, 3.5])
