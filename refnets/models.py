@@ -12,10 +12,12 @@ import numpy as np
 
 from .layers.activations import get_activation
 from .layers.base import Layer
+from .layers.conv import Conv2D
 from .layers.dense import Dense
+from .layers.pooling import AvgPool2D, Flatten, MaxPool2D
 from .layers.recurrent import LastStep, RNN
 
-__all__ = ["Sequential", "param_key", "split_key", "mlp", "rnn_classifier"]
+__all__ = ["Sequential", "param_key", "split_key", "mlp", "convnet", "rnn_classifier"]
 
 
 def param_key(k, name):
@@ -80,21 +82,42 @@ class Sequential:
             caches.append(cache)
         return x, caches
 
-    def backward(self, dy, caches):
+    def backward(self, dy, caches, input_grad=True):
         """Back-propagate ``dy`` through every layer.
+
+        Parameters
+        ----------
+        dy : ndarray, dLoss/d(model output)
+        caches : list of dict from :meth:`forward`
+        input_grad : bool, default True
+            False skips the work that only serves dLoss/dx of the model input
+            (a training step never needs it; PyTorch skips it too for inputs
+            that do not require grad): the layers before the first layer with
+            parameters are not visited, and that layer computes its parameter
+            gradients only, through its ``backward_params`` when it has one
+            (Dense, Conv2D: no ``dz @ W`` for the input, no col2im). ``dx`` is
+            then None; the parameter gradients are identical.
 
         Returns
         -------
-        dx : ndarray, gradient w.r.t. the model input
+        dx : ndarray, gradient w.r.t. the model input (None if not input_grad)
         grads : list of dict, one per layer (empty for parameter-free layers)
         """
         if len(caches) != len(self.layers):
             raise ValueError(f"Sequential.backward: expected {len(self.layers)} caches, "
                              f"got {len(caches)}")
-        grads = [None] * len(self.layers)
-        for k in range(len(self.layers) - 1, -1, -1):
-            dy, grads[k] = self.layers[k].backward(dy, caches[k])
-        return dy, grads
+        grads = [{} for _ in self.layers]
+        first = 0
+        if not input_grad:  # the first layer with parameters
+            first = next((k for k, layer in enumerate(self.layers) if layer.params),
+                         len(self.layers))
+        for k in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[k]
+            if k == first and not input_grad and hasattr(layer, "backward_params"):
+                grads[k], dy = layer.backward_params(dy, caches[k]), None
+            else:
+                dy, grads[k] = layer.backward(dy, caches[k])
+        return (dy if input_grad else None), grads
 
     def predict(self, x):
         """Forward pass output only."""
@@ -173,6 +196,83 @@ def mlp(sizes, activation="tanh", rng=None, output_activation=None, init="glorot
             layers.append(type(template)(**_activation_kwargs(template)))
     if output_activation is not None:
         layers.append(get_activation(output_activation))
+    return Sequential(layers)
+
+
+def convnet(input_shape, channels, kernel_size, n_classes, rng, hidden=(), activation="relu",
+            pool=2, padding="same", pool_type="max", init="glorot_uniform"):
+    """Convolutional classifier: [Conv2D, act, pool] * len(channels), Flatten, dense head.
+
+    Parameters
+    ----------
+    input_shape : tuple (C, H, W)
+        Shape of one input image (the batch is NCHW).
+    channels : list of int
+        Output channels of each conv block, e.g. ``[8, 16]``.
+    kernel_size : int or pair
+        Kernel of every conv (stride 1).
+    n_classes : int
+        Width of the last Dense layer (the model outputs logits).
+    rng : numpy.random.Generator
+    hidden : tuple of int
+        Widths of hidden Dense layers (each followed by ``activation``) between
+        Flatten and the output layer; default none.
+    activation : str or Activation
+        Nonlinearity after every conv and hidden Dense layer.
+    pool : int or None
+        Pooling window (= stride) after each conv block; ``None`` or 1: no pooling.
+    padding : int, pair or 'same'
+        Conv padding ('same' keeps H and W; needs an odd kernel).
+    pool_type : {'max', 'avg'}
+    init : str or callable
+        Weight initialiser of every Conv2D and Dense layer.
+
+    Examples
+    --------
+    ``convnet((1, 28, 28), [8, 16], 3, 10, rng)`` gives
+    Conv2D(1, 8, 3, 'same'), ReLU, MaxPool2D(2), Conv2D(8, 16, 3, 'same'), ReLU,
+    MaxPool2D(2), Flatten, Dense(784, 10).
+    """
+    where = "convnet"
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or any(not isinstance(s, (int, np.integer)) or s < 1
+                                    for s in input_shape):
+        raise ValueError(f"{where}: input_shape must be (C, H, W) positive ints, got {input_shape!r}")
+    channels = list(channels)
+    if not channels or any(not isinstance(c, (int, np.integer)) or c < 1 for c in channels):
+        raise ValueError(f"{where}: channels must be a non-empty list of positive ints, "
+                         f"got {channels!r}")
+    hidden = list(hidden)
+    if any(not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
+        raise ValueError(f"{where}: hidden must be a list of positive ints, got {hidden!r}")
+    if not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
+        raise ValueError(f"{where}: n_classes must be a positive int, got {n_classes!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"{where}: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    pools = {"max": MaxPool2D, "avg": AvgPool2D}
+    if pool_type not in pools:
+        raise ValueError(f"{where}: pool_type must be 'max' or 'avg', got {pool_type!r}")
+
+    template = get_activation(activation)  # validates the name or instance
+
+    def act():  # a fresh activation object per block
+        return type(template)(**_activation_kwargs(template))
+
+    layers, shape = [], input_shape
+    for c_out in channels:
+        conv = Conv2D(shape[0], c_out, kernel_size, padding=padding, rng=rng, init=init)
+        shape = conv.output_shape(shape)
+        layers += [conv, act()]
+        if pool not in (None, 1):
+            p = pools[pool_type](pool)
+            shape = p.output_shape(shape)   # raises if the map got smaller than the window
+            layers.append(p)
+    layers.append(Flatten())
+    width = int(np.prod(shape))
+    for h in hidden:
+        layers += [Dense(width, h, rng, init=init), act()]
+        width = h
+    layers.append(Dense(width, n_classes, rng, init=init))
     return Sequential(layers)
 
 

@@ -29,6 +29,7 @@ __all__ = ["Check", "register_check", "all_checks", "run_checks", "CHECK_MODULES
 CHECK_MODULES = (
     "refnets.layers._checks",
     "refnets.layers._checks_rnn",
+    "refnets.layers._checks_conv",
 )
 
 

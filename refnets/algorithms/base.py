@@ -64,7 +64,7 @@ def backprop_gradients(model, x, y, loss_fn=softmax_cross_entropy, params=None):
     """
     out, caches = model.forward(x, params)
     loss, dout = loss_fn(out, y)
-    _, grads = model.backward(dout, caches)
+    _, grads = model.backward(dout, caches, input_grad=False)  # dL/dx of the data is not needed
     return loss, model.flatten(grads), out
 
 
