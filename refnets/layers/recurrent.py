@@ -12,8 +12,7 @@ and the layer returns every state, hs = (h_1, ..., h_T) of shape (T, N, H).
 
 Backward (BPTT), given dhs[t] = dL/dh_t from whatever reads the states::
 
-    dh_T+1->T = 0
-    for t = T..1:
+    for t = T, ..., 1:                               (with da_{T+1} := 0)
         dh_t  = dhs[t] + da_{t+1} @ W_h             (from the output and from step t+1)
         da_t  = dh_t * (1 - h_t^2)                   (through tanh)
     dh_0  = da_1 @ W_h
@@ -27,7 +26,7 @@ one matmul each over all T*N rows once the loop has filled da.
 
 References
 ----------
-Elman (1990), "Finding structure in time", Cognitive Science 14, eq. 1.
+Elman (1990), "Finding structure in time", Cognitive Science 14(2), 179-211.
 Werbos (1990), "Backpropagation through time: what it does and how to do it",
 Proc. IEEE 78(10).
 """
@@ -158,7 +157,7 @@ class RNN(Layer):
         da2 = da.reshape(T * N, H)
         grads = {
             "W_x": da2.T @ x.reshape(T * N, self.n_in),
-            # h_{t-1} is h0 for t = 1 and hs[t-2] afterwards
+            # h_{t-1} is h0 for the first step (da[0]) and hs[t-1] for da[t], t >= 1
             "W_h": da[0].T @ h0 + da[1:].reshape(-1, H).T @ hs[:-1].reshape(-1, H),
             "b": da2.sum(axis=0),
         }
