@@ -1,7 +1,10 @@
 """Losses, each returning ``(loss, dpred)`` with ``dpred = dLoss/dpred``.
 
-Reduction: the loss is a **mean over the batch** (over every leading position,
-e.g. T*N for per-time-step sequence outputs) and a **sum over features**.
+Reduction: every loss is a **mean over the batch** and a **sum over features**.
+``softmax_cross_entropy`` treats every position before the class axis as a
+batch entry (so (T, N, C) per-time-step logits average over all T*N steps);
+``mse`` averages over the first axis only and sums over all the others (pass
+``reduction='elements'`` for PyTorch's element-wise mean).
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ A layer is a pair of pure functions around a parameter dict::
   ``dy`` (losses average over the batch).
 * Nothing is stored on the layer between calls; calling ``backward`` twice
   with the same cache gives identical results.
+* Outputs may *be* cached arrays (Tanh caches its y, the RNN its states,
+  Identity returns x itself): treat ``y`` as read-only, or copy it before
+  modifying it in place, or the next ``backward`` sees the change.
 """
 
 from __future__ import annotations
