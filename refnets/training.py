@@ -174,8 +174,10 @@ def train(model, algorithm, optimizer, data, epochs, batch_size, rng, eval_data=
     eval_data : (x, y), optional
         Held-out data evaluated after every epoch (``History.test_acc``).
     progress : bool
-        Print one line per epoch, and a line every ``progress_every`` seconds
-        within long epochs, to stderr.
+        Print progress to stderr: a line per epoch (for more than 10 epochs,
+        the first, the last, every ``epochs // 10``-th, and any epoch ending
+        ``progress_every`` seconds after the previous line), and a line every
+        ``progress_every`` seconds within long epochs.
     state : dict, optional
         Continue from this algorithm state instead of ``algorithm.init_state(model, rng)``.
     batch_axis : int
@@ -213,6 +215,9 @@ def train(model, algorithm, optimizer, data, epochs, batch_size, rng, eval_data=
                          f"got {type(optimizer).__name__}")
 
     n = x.shape[batch_axis] if x.ndim > batch_axis else 0
+    if n < 1:
+        raise ValueError(f"{where}: data must hold at least one sample along batch_axis="
+                         f"{batch_axis}, got x of shape {x.shape}")
     steps = -(-n // batch_size)
     prefix = f"[{label}] " if label else ""
     log = (lambda msg: print(prefix + msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
@@ -220,6 +225,8 @@ def train(model, algorithm, optimizer, data, epochs, batch_size, rng, eval_data=
     if state is None:
         state = algorithm.init_state(model, rng)
     history = History(steps_per_epoch=steps, state=state)
+    every = max(1, epochs // 10)          # at most ~12 epoch lines for long runs of short epochs
+    last_line = time.perf_counter()
     for epoch in range(1, epochs + 1):
         sums, counts, losses = {}, {}, []
         t0 = last = time.perf_counter()
@@ -255,5 +262,8 @@ def train(model, algorithm, optimizer, data, epochs, batch_size, rng, eval_data=
             line += f"  test acc {history.test_acc[-1]:.3f}"
         if "cosine_to_backprop" in sums:
             line += f"  cos(bp) {float(np.mean(history.info['cosine_to_backprop'][-1])):.3f}"
-        log(line + f"  ({elapsed:.1f} s)")
+        now = time.perf_counter()
+        if epoch in (1, epochs) or epoch % every == 0 or now - last_line >= progress_every:
+            log(line + f"  ({elapsed:.1f} s)")
+            last_line = now
     return history

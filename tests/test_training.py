@@ -142,6 +142,8 @@ def test_bad_info_value_is_rejected():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(epochs=0), "epochs"), (dict(batch_size=0), "batch_size"),
     (dict(rng=0), "rng"), (dict(data=(np.zeros((4, 1)),)), "pair"),
+    (dict(data=(np.zeros((0, 1)), np.zeros(0, int))), "at least one sample"),
+    (dict(data=(np.zeros((4, 1)), np.zeros(3, int))), "y must have 4 samples"),
 ])
 def test_argument_errors(kwargs, match):
     args = dict(model=None, algorithm=_Recorder(), optimizer=SGD(0.1),
