@@ -23,6 +23,7 @@ __all__ = ["Algorithm", "StepResult", "backprop_gradients", "check_loss_finite",
 #: Modules imported (lazily) to fill the registry, in the order of the tables.
 METHOD_MODULES = (
     "backprop",
+    "target_space",
 )
 
 
