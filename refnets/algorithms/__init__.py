@@ -24,6 +24,8 @@ __all__ = ["Algorithm", "StepResult", "backprop_gradients", "check_loss_finite",
 METHOD_MODULES = (
     "backprop",
     "target_space",
+    "decorrelation",
+    "hsic",
 )
 
 
