@@ -30,6 +30,7 @@ CHECK_MODULES = (
     "refnets.layers._checks",
     "refnets.layers._checks_rnn",
     "refnets.layers._checks_conv",
+    "refnets.layers._checks_functional",
 )
 
 
