@@ -13,7 +13,8 @@ import numpy as np
 
 from .layers.base import check_array
 
-__all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "mse", "one_hot", "accuracy"]
+__all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "masked_softmax_cross_entropy",
+           "mse", "one_hot", "accuracy"]
 
 
 def log_softmax(logits, axis=-1):
@@ -92,6 +93,45 @@ def softmax_cross_entropy(logits, y):
     loss = -float(np.sum(t * logp)) / n
     dlogits = (np.exp(logp) * t.sum(axis=-1, keepdims=True) - t) / n
     return loss, dlogits
+
+
+def masked_softmax_cross_entropy(logits, y):
+    """Softmax cross-entropy over the *labelled* positions only (labels < 0 are ignored).
+
+    For sequence tasks whose early steps have no target, e.g.
+    :func:`refnets.datasets.bit_sequences` (label -1 before the delay).
+
+    Parameters
+    ----------
+    logits : ndarray of shape (..., C)
+    y : int ndarray of shape (...); entries < 0 mean "no label"
+
+    Returns
+    -------
+    loss : float
+        Mean over the M labelled positions of -log softmax(z)[y] (0.0 if M = 0).
+    dlogits : ndarray like ``logits``
+        (softmax(z) - onehot(y)) / M at labelled positions, 0 elsewhere.
+    """
+    where = "masked_softmax_cross_entropy"
+    logits = check_array(logits, "logits", where=where)
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{where}: y must hold integer labels (negative = no label), "
+                         f"got dtype {y.dtype}")
+    if logits.ndim < 2 or y.shape != logits.shape[:-1]:
+        raise ValueError(f"{where}: y must have shape {logits.shape[:-1]} (logits without the "
+                         f"class axis), got {y.shape}")
+    if not np.all(np.isfinite(logits)):
+        raise ValueError(f"{where}: logits contain NaN or inf (the network diverged; try a "
+                         f"smaller learning rate)")
+    labelled = (y >= 0)[..., None]                              # (..., 1)
+    m = int(labelled.sum())
+    t = one_hot(np.where(y >= 0, y, 0), logits.shape[-1]) * labelled
+    if m == 0:
+        return 0.0, np.zeros_like(logits)
+    logp = log_softmax(logits)
+    return -float(np.sum(t * logp)) / m, (np.exp(logp) * labelled - t) / m
 
 
 def mse(pred, target, reduction="batch"):

@@ -139,3 +139,22 @@ def test_mse_gradcheck(rng, reduction, shape):
 def test_mse_bad_input(pred, target, kwargs, match):
     with pytest.raises(ValueError, match=match):
         mse(pred, target, **kwargs)
+
+
+def test_masked_cross_entropy_ignores_unlabelled_positions(rng):
+    """Labels < 0 contribute neither loss nor gradient; the mean is over labelled positions."""
+    from refnets.losses import masked_softmax_cross_entropy
+    logits = rng.standard_normal((4, 3, 2))
+    y = np.array([[-1, -1, -1], [0, 1, -1], [1, 1, 0], [0, -1, 1]])
+    loss, d = masked_softmax_cross_entropy(logits, y)
+    keep = y >= 0
+    ref, _ = softmax_cross_entropy(logits[keep], y[keep])
+    assert loss == pytest.approx(ref, rel=1e-14)
+    assert np.all(d[~keep] == 0.0)
+    num = numerical_gradient(lambda z: masked_softmax_cross_entropy(z, y)[0], logits.copy())
+    assert rel_error(d, num) < TOL
+    assert masked_softmax_cross_entropy(logits, -np.ones((4, 3), dtype=int))[0] == 0.0
+    with pytest.raises(ValueError, match="integer labels"):
+        masked_softmax_cross_entropy(logits, y.astype(float))
+    with pytest.raises(ValueError, match=r"y must have shape \(4, 3\)"):
+        masked_softmax_cross_entropy(logits, y[:2])
