@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "get_optimizer"]
+__all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "LeeRMSprop", "get_optimizer"]
 
 
 class Optimizer:
@@ -132,11 +132,58 @@ class Adam(Optimizer):
         return self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
-_OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam}
+class LeeRMSprop(Optimizer):
+    """Centered RMSprop with momentum as in Lee et al.'s DTP code (``util.rms_prop``).
+
+    Per key, with decay a (``averaging_coeff``), momentum mu and stabiliser c::
+
+        m   <- a m + (1-a) g                 running mean of g
+        v   <- a v + (1-a) g^2               running mean of g^2
+        inc <- mu inc - lr g / sqrt(v - m^2 + c)
+        p   <- p + inc
+
+    The stabiliser c = 1e-3 sits **inside** the square root, so for gradients
+    much smaller than sqrt(c) ~ 0.03 (DTP's local-loss gradients) this is
+    momentum SGD with learning rate lr / sqrt(c) ~ 31.6 lr; it is not PyTorch's
+    ``RMSprop(centered=True, momentum=0.9)``, whose eps is outside the root and
+    tiny. Used to reproduce Lee et al. (2015); see ``docs`` of
+    :mod:`refnets.algorithms.target_propagation`.
+
+    Parameters
+    ----------
+    lr : float
+    momentum : float in [0, 1), default 0.9
+    averaging_coeff : float in [0, 1), default 0.95
+    stabilizer : float > 0, default 1e-3
+    """
+
+    def __init__(self, lr, momentum=0.9, averaging_coeff=0.95, stabilizer=1e-3, weight_decay=0.0):
+        super().__init__(lr, weight_decay)
+        for name, value in (("momentum", momentum), ("averaging_coeff", averaging_coeff)):
+            if not 0 <= value < 1:
+                raise ValueError(f"LeeRMSprop: {name} must be in [0, 1), got {value!r}")
+        if not stabilizer > 0:
+            raise ValueError(f"LeeRMSprop: stabilizer must be > 0, got {stabilizer!r}")
+        self.momentum, self.averaging_coeff = float(momentum), float(averaging_coeff)
+        self.stabilizer = float(stabilizer)
+
+    def _step(self, key, g):
+        st = self.state.setdefault(key, {"m": np.zeros_like(g), "v": np.zeros_like(g),
+                                         "inc": np.zeros_like(g)})
+        a = self.averaging_coeff
+        st["m"] = a * st["m"] + (1 - a) * g
+        st["v"] = a * st["v"] + (1 - a) * g * g
+        st["inc"] = self.momentum * st["inc"] - self.lr * g / np.sqrt(
+            st["v"] - st["m"] ** 2 + self.stabilizer)
+        return -st["inc"]   # the base class subtracts the step: p <- p + inc
+
+
+_OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam,
+               "lee_rmsprop": LeeRMSprop}
 
 
 def get_optimizer(name, **kwargs):
-    """Build an optimiser from its name ('sgd', 'momentum', 'rmsprop', 'adam')."""
+    """Build an optimiser from its name ('sgd', 'momentum', 'rmsprop', 'adam', 'lee_rmsprop')."""
     try:
         cls = _OPTIMIZERS[name]
     except KeyError:

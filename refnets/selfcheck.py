@@ -31,6 +31,7 @@ CHECK_MODULES = (
     "refnets.layers._checks_rnn",
     "refnets.layers._checks_conv",
     "refnets.layers._checks_functional",
+    "refnets.algorithms.target_propagation_checks",
 )
 
 

@@ -25,7 +25,10 @@ METHOD_MODULES = (
     "backprop",
     "target_space",
     "decorrelation",
+    "feedback_alignment",
+    "perturbation",
     "hsic",
+    "target_propagation",
 )
 
 
