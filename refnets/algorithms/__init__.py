@@ -25,8 +25,6 @@ METHOD_MODULES = (
     "backprop",
     "target_space",
     "decorrelation",
-    "feedback_alignment",
-    "perturbation",
     "hsic",
     "target_propagation",
 )
