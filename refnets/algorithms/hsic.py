@@ -353,3 +353,6 @@ def _register():
 
 
 _register()
+
+# the finite-difference self-checks of this part (``refnets gradcheck``)
+from . import hsic_checks  # noqa: E402,F401  (registers on import)

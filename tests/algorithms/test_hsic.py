@@ -283,3 +283,27 @@ def test_nhsic_plane_moves_on_fashion_mnist():
     pred = algo.predict(model, state, data.x_test)
     acc = np.mean(np.argmax(pred, axis=1) == data.y_test)
     assert acc >= 0.65, acc
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_conv_block_gradients_relu(seed):
+    """Spec 6.8 for the ResConv net with the authors' ReLU (inputs checked away from kinks)."""
+    from refnets.algorithms.hsic_checks import _block_check
+    from refnets.algorithms.hsic_models import hsic_resconv
+    rng = np.random.default_rng(seed)
+    model = hsic_resconv((1, 5, 5), rng, channels=2, n_blocks=1, width=3, kernel_size=3)
+    x, y = rng.standard_normal((6, 1, 5, 5)), np.arange(6) % 3
+    h, smallest = x, np.inf
+    for layer in model.layers:      # every pre-ReLU value, incl. inside the residual block
+        if type(layer).__name__ == "Residual":
+            u = h
+            for inner in layer.branch:
+                if type(inner).__name__ == "ReLU":
+                    smallest = min(smallest, np.abs(u).min())
+                u, _ = inner.forward(u)
+            smallest = min(smallest, np.abs(u + h).min())
+        elif type(layer).__name__ == "ReLU":
+            smallest = min(smallest, np.abs(h).min())
+        h, _ = layer.forward(h)
+    assert smallest > 1e-3     # 4x-scaled weights leave BN outputs unchanged
+    assert _block_check(model, x, y, 3, rng) < 1e-7
