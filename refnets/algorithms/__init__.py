@@ -25,6 +25,8 @@ METHOD_MODULES = (
     "backprop",
     "target_space",
     "decorrelation",
+    "feedback_alignment",
+    "perturbation",
     "hsic",
     "target_propagation",
 )
