@@ -105,3 +105,64 @@ def _register(name):
 
 for _name in FUNCTION_NAMES:
     _register(_name)
+
+
+# -- recurrent extensions ------------------------------------------------------------------
+
+def _vjp_worst(forward, values, analytic, dy):
+    """Worst rel. error of analytic VJPs against numerical ones, one entry per input."""
+    from ..gradcheck import numerical_vjp
+    errs = []
+    for key, value in values.items():
+        def f(v, key=key):
+            return forward({**values, key: v})
+        errs.append(rel_error(analytic[key], numerical_vjp(f, value.copy(), dy)))
+    return max(errs)
+
+
+def _memory_check(rng, gradient, T):
+    from .functional_recurrent import MemoryFunctional
+    layer = MemoryFunctional(3, 2, rng, gradient=gradient)
+    theta, b = rng.uniform(-1, 1, (3, 2, 3)), rng.standard_normal(2)
+    x, m0 = rng.standard_normal((T, 2, 3)), rng.uniform(-1, 1, (2, 2, 3))
+    a, cache = layer.forward(x, {"theta": theta, "b": b}, m0=m0)
+    dy = rng.standard_normal(a.shape)
+    dx, grads, dm0 = layer.backward_full(dy, cache)
+    values = {"x": x, "theta": theta, "b": b, "m0": m0}
+    analytic = {"x": dx, **grads, "m0": dm0}
+    if gradient == "truncated":          # dm0 is not computed by the truncated gradient
+        values.pop("m0")
+
+    def forward(v):
+        return layer.forward(v["x"], {"theta": v["theta"], "b": v["b"]},
+                             m0=v.get("m0", m0))[0]
+    return _vjp_worst(forward, values, analytic, dy)
+
+
+@register_check("FTM memory function, one step (T=1, truncated = exact): dx, dtheta, db",
+                group="functional")
+def _memory_one_step(rng):
+    return _memory_check(rng, "truncated", 1)
+
+
+@register_check("FTM memory function, full BPTT (T=5): dx, dtheta, db, dm0", group="functional")
+def _memory_bptt(rng):
+    return _memory_check(rng, "bptt", 5)
+
+
+@register_check("FTM Elman RNN (F12 input, F19 recurrent), BPTT (T=4): dx, dtheta_x, dtheta_h, "
+                "db, dh0", group="functional")
+def _functional_rnn(rng):
+    from .functional_recurrent import FunctionalRNN
+    layer = FunctionalRNN(3, 4, "F12", rng, recurrent_function="F19")
+    layer.params["theta_h"] *= 5.0
+    p = {k: v.copy() for k, v in layer.params.items()}
+    p["b"] = 0.3 * rng.standard_normal(4)
+    x, h0 = rng.standard_normal((4, 2, 3)), 0.5 * rng.standard_normal((2, 4))
+    hs, cache = layer.forward(x, p, h0=h0)
+    dy = rng.standard_normal(hs.shape)
+    dx, grads, dh0 = layer.backward_full(dy, cache)
+
+    def forward(v):
+        return layer.forward(v["x"], {k: v[k] for k in p}, h0=v["h0"])[0]
+    return _vjp_worst(forward, {"x": x, **p, "h0": h0}, {"x": dx, **grads, "h0": dh0}, dy)
