@@ -149,13 +149,19 @@ class HSICBottleneck(Algorithm):
         d-scaled kernel width (authors' code) or the paper's 2 sigma^2.
     mapping_momentum : float in (0, 1], default 0.1
         Moving-average weight of a new batch in ``state['class_means']``.
+    readout : {'hungarian', 'centroid'}, default 'hungarian'
+        How :meth:`predict` turns the last block's output into class scores:
+        the units reordered by the Hungarian unit-class assignment, or minus
+        the squared distance to each class's mean output (nearest centroid;
+        needs no one-unit-per-class structure). Both use only
+        ``state['class_means']`` from training batches.
     """
 
     name = "hsic"
 
     def __init__(self, n_classes, sigma=6.0, beta=1000.0, lr=1e-3, weight_decay=1e-3,
                  eps=hk.NHSIC_EPS, parallel=False, optimizer=None, scale_by_dim=True,
-                 mapping_momentum=0.1):
+                 mapping_momentum=0.1, readout="hungarian"):
         super().__init__()
         where = "HSICBottleneck"
         if not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
@@ -168,6 +174,8 @@ class HSICBottleneck(Algorithm):
         if not (np.isfinite(mapping_momentum) and 0 < mapping_momentum <= 1):
             raise ValueError(f"{where}: mapping_momentum must be in (0, 1], "
                              f"got {mapping_momentum!r}")
+        if readout not in ("hungarian", "centroid"):
+            raise ValueError(f"{where}: readout must be 'hungarian' or 'centroid', got {readout!r}")
         if optimizer is not None and not callable(getattr(optimizer, "update", None)):
             raise ValueError(f"{where}: optimizer must have an update(params, grads) method, "
                              f"got {type(optimizer).__name__}")
@@ -175,6 +183,7 @@ class HSICBottleneck(Algorithm):
         self.sigma, self.beta, self.eps = float(sigma), float(beta), float(eps)
         self.parallel, self.scale_by_dim = bool(parallel), bool(scale_by_dim)
         self.mapping_momentum = float(mapping_momentum)
+        self.readout = readout
         self.optimizer = SGD(lr, weight_decay=weight_decay) if optimizer is None else optimizer
 
     def __repr__(self):
@@ -321,9 +330,20 @@ class HSICBottleneck(Algorithm):
         return units
 
     def predict(self, model, state, x, bn="running"):
-        """Class scores (N, C): the last block's units reordered by the train-fitted mapping."""
+        """Class scores (N, C) from the last block's output and the training class means.
+
+        ``readout='hungarian'``: out[:, units], units = :meth:`unit_mapping`.
+        ``readout='centroid'``: -||out - mu_c||^2 with mu_c = ``state['class_means'][c]``.
+        """
         out = self.features(model, state, x, bn=bn)
-        return out.reshape(out.shape[0], -1)[:, self.unit_mapping(state)]
+        out = out.reshape(out.shape[0], -1)
+        if self.readout == "hungarian":
+            return out[:, self.unit_mapping(state)]
+        if state["class_means"] is None:
+            raise ValueError("HSICBottleneck.predict: readout='centroid' needs at least one "
+                             "training step (no class means yet)")
+        mu = state["class_means"]
+        return -(np.sum(out * out, axis=1)[:, None] - 2.0 * out @ mu.T + np.sum(mu * mu, axis=1))
 
 
 # ----------------------------------------------------------------------------

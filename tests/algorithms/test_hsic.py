@@ -307,3 +307,19 @@ def test_conv_block_gradients_relu(seed):
         h, _ = layer.forward(h)
     assert smallest > 1e-3     # 4x-scaled weights leave BN outputs unchanged
     assert _block_check(model, x, y, 3, rng) < 1e-7
+
+
+def test_centroid_readout_hand_example(rng):
+    """scores_c = -||out - mu_c||^2 with mu_0 = (0, 0, 0), mu_1 = (1, 1, 0), mu_2 = (2, 0, 0)
+    and out = (1, 0.2, 0): squared distances 1 + 0.04, 0 + 0.64, 1 + 0.04
+    -> scores (-1.04, -0.64, -1.04), class 1."""
+    model, x, y = tiny_problem(rng)
+    algo = HSICBottleneck(n_classes=3, readout="centroid")
+    state = algo.init_state(model, rng)
+    with pytest.raises(ValueError, match="at least one"):
+        algo.predict(model, state, x)
+    state["class_means"] = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [2.0, 0.0, 0.0]])
+    algo.features = lambda model, state, x, bn="running": np.array([[1.0, 0.2, 0.0]])
+    np.testing.assert_allclose(algo.predict(model, state, x), [[-1.04, -0.64, -1.04]], rtol=1e-14)
+    with pytest.raises(ValueError, match="readout"):
+        HSICBottleneck(n_classes=3, readout="argmax")
