@@ -48,8 +48,8 @@ __all__ = ["ConvRealiser", "rows_to_nchw", "nchw_to_rows"]
 
 
 def rows_to_nchw(S, n, h, w):
-    """(n*h*w, C) rows in (image, y, x) order -> (n, C, h, w)."""
-    return np.ascontiguousarray(S.reshape(n, h, w, -1).transpose(0, 3, 1, 2))
+    """(n*h*w, C) rows in (image, y, x) order -> (n, C, h, w) (a transposed view)."""
+    return S.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
 
 
 def nchw_to_rows(x):
@@ -105,7 +105,7 @@ class ConvRealiser:
         n, _, h, w = x.shape
         A = design_matrix(im2col(x, kh, kw, 1, layer.padding))  # [1, P]  (n h w, 1 + C kh kw)
         W_full, solve = ridge_solve(A, T, lam)
-        S = A @ W_full                                          # = conv(X_bar, K) + b, as rows
+        S = solve["AW"]                                         # = conv(X_bar, K) + b, as rows
         params = self.params_from_full(W_full)
         out = rows_to_nchw(S if scu else T, n, h, w)
         return params, out, {"solve": solve, "x_shape": x.shape, "S": S, "scu": scu}
@@ -120,7 +120,7 @@ class ConvRealiser:
             dS = nchw_to_rows(d_out)
             dW = dW + solve["A"].T @ dS                 # S_bar = A_bar W feeds later layers
             dA_out = dS @ solve["W"].T
-        dT, dA = ridge_solve_vjp(dW, solve)
+        dT, dA = ridge_solve_vjp(dW, solve, need_dA=need_dx)
         if d_out is not None and not rec["scu"]:
             dT = dT + nchw_to_rows(d_out)               # OCU: the targets are the next input
         if not need_dx:

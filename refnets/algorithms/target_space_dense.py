@@ -214,7 +214,7 @@ class DenseRealiser:
         n_in, n_out = self.layer.n_in, self.layer.n_out
         A = design_matrix(x.reshape(-1, n_in))                  # [1, X_bar]
         W_full, solve = ridge_solve(A, T.reshape(-1, n_out), lam)
-        S = A @ W_full                                          # realised sums S_bar
+        S = solve["AW"]                                         # realised sums S_bar = A W
         params = {"W": np.ascontiguousarray(W_full[1:].T), "b": W_full[0].copy()}
         out = S.reshape(T.shape) if scu else T
         return params, out, {"solve": solve, "x_shape": x.shape, "T_shape": T.shape,
@@ -241,7 +241,7 @@ class DenseRealiser:
             dS = d_out.reshape(-1, n_out)
             dW = dW + solve["A"].T @ dS            # S_bar = A_bar W: the realised-output path
             dA_out = dS @ solve["W"].T
-        dT, dA = ridge_solve_vjp(dW, solve)        # spec section 1.4
+        dT, dA = ridge_solve_vjp(dW, solve, need_dA=need_dx)     # spec section 1.4
         dT = dT.reshape(rec["T_shape"])
         if d_out is not None and not rec["scu"]:
             dT = dT + d_out                        # OCU: T_k itself is the next layer's input

@@ -100,7 +100,7 @@ class RNNRealiser:
         W_full, solve = ridge_solve(A, T.reshape(-1, H), lam)
         params = self.params_from_full(W_full)
         rec = {"solve": solve, "T": T, "x_shape": x.shape, "scu": scu,
-               "S": (A @ W_full).reshape(T.shape)}
+               "S": solve["AW"].reshape(T.shape)}
         if scu:
             out, rec["run"] = self.layer.forward(x, params)     # realised h_bar_t on X_bar
         else:

@@ -163,7 +163,7 @@ def ridge_solve(A, T, lam, branch=None):
     W : ndarray of shape (c, k)
         Row 0 is the bias: a refnets Dense has ``b = W[0]``, ``W = W[1:].T``.
     cache : dict
-        ``A, T, W, R`` (residual T - A W), ``lam``, ``branch``, the factor
+        ``A, T, W, AW`` (the fit), ``R`` (residual T - A W), ``lam``, ``branch``, the factor
         or pseudoinverse the backward reuses, and ``cond`` (Gram condition
         estimate).
 
@@ -220,7 +220,8 @@ def ridge_solve(A, T, lam, branch=None):
         cache["cond"] = float((s[0] / s[keep][-1]) ** 2) if keep.any() else float("inf")
     cache["branch"] = branch
     cache["W"] = W
-    cache["R"] = T - A @ W
+    cache["AW"] = A @ W                 # the realised sums S_bar (callers reuse them)
+    cache["R"] = T - cache["AW"]
     return W, cache
 
 
@@ -231,7 +232,7 @@ def _full_rank_for(A, branch):
     return s.size >= need and s[need - 1] > s[0] * max(A.shape) * np.finfo(A.dtype).eps
 
 
-def ridge_solve_vjp(dW, cache):
+def ridge_solve_vjp(dW, cache, need_dA=True):
     """Vector-Jacobian product of :func:`ridge_solve`: dL/dT and dL/dA.
 
     Parameters
@@ -241,11 +242,13 @@ def ridge_solve_vjp(dW, cache):
         under SCU, the term from later solves that read this layer's realised
         output).
     cache : dict from :func:`ridge_solve`
+    need_dA : bool
+        False skips dL/dA (when A is data, e.g. the first layer's [1, X_bar]).
 
     Returns
     -------
     dT : ndarray of shape (r, k)
-    dA : ndarray of shape (r, c)
+    dA : ndarray of shape (r, c), or None if not ``need_dA``
         Includes the bias column (callers drop column 0).
 
     Notes
@@ -263,19 +266,22 @@ def ridge_solve_vjp(dW, cache):
     if branch == "normal":
         Z = _cho_solve(cache["factor"], dW)            # G^-1 dW
         dT = A @ Z
-        dA = R @ Z.T - dT @ W.T
+        if need_dA:
+            dA = R @ Z.T - dT @ W.T
     elif branch == "kernel":
         V = _cho_solve(cache["factor"], A @ dW)        # H^-1 A dW
         dT = V
-        dA = cache["Y"] @ (dW - A.T @ V).T - V @ W.T
+        if need_dA:
+            dA = cache["Y"] @ (dW - A.T @ V).T - V @ W.T
     else:
         pinv = cache["pinv"]
         Q = pinv.T @ dW                        # A+^T dW        (r, k)
-        Z = pinv @ Q                           # A+ A+^T dW     (c, k)
-        Y = pinv.T @ W                         # A+^T W         (r, k)
         dT = Q
-        dA = R @ Z.T - Q @ W.T + Y @ (dW - A.T @ Q).T
-    return dT, dA
+        if need_dA:
+            Z = pinv @ Q                       # A+ A+^T dW     (c, k)
+            Y = pinv.T @ W                     # A+^T W         (r, k)
+            dA = R @ Z.T - Q @ W.T + Y @ (dW - A.T @ Q).T
+    return dT, (dA if need_dA else None)
 
 
 # ----------------------------------------------------------------------------

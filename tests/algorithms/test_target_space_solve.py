@@ -182,3 +182,14 @@ def test_no_warning_on_a_regular_solve(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ridge_solve(A, T, 1e-3)
+
+
+@pytest.mark.parametrize("r,c,lam", [(9, 4, 0.1), (4, 9, 0.1), (9, 4, 0.0)])
+def test_vjp_without_dA_gives_the_same_dT(rng, r, c, lam):
+    A, T, dW = _problem(rng, r, c)
+    W, cache = ridge_solve(A, T, lam)
+    np.testing.assert_array_equal(cache["AW"], A @ W)
+    dT, dA = ridge_solve_vjp(dW, cache)
+    dT2, none = ridge_solve_vjp(dW, cache, need_dA=False)
+    assert none is None
+    np.testing.assert_array_equal(dT, dT2)
