@@ -71,28 +71,41 @@ def learning_curves(histories, title=None, smooth=None):
     -------
     matplotlib.figure.Figure with two panels: (left) minibatch loss against
     epochs (fractional), log scale; (right) train (dashed) and test (solid)
-    accuracy after each epoch.
+    accuracy after each epoch, with the legend (one colour per run).
     """
+    from matplotlib.ticker import MaxNLocator
+
     fig, (ax_loss, ax_acc) = new_figure(1, 2)
     colors = _colors(len(histories))
+    # Losses are drawn on a log scale; a method whose objective can be <= 0 (e.g.
+    # an HSIC objective rather than a cross-entropy) is left out of that panel.
+    not_shown = []
     for (name, h), color in zip(histories.items(), colors):
         steps = max(int(h.steps_per_epoch), 1)
         window = smooth or max(1, steps // 5)
         loss = running_mean(h.step_loss, window)
         epochs = np.arange(1, len(loss) + 1) / steps
-        if len(loss):
+        if len(loss) and np.all(np.asarray(h.step_loss) > 0):
             ax_loss.plot(epochs, loss, color=color, label=name, lw=1.2)
+        elif len(loss):
+            not_shown.append(name)
         e = np.arange(1, len(h.train_acc) + 1)
         marker = "o" if len(e) <= 30 else None
         if h.test_acc:
-            ax_acc.plot(e, h.test_acc, color=color, marker=marker, ms=3, label=f"{name} (test)")
+            ax_acc.plot(e, h.test_acc, color=color, marker=marker, ms=3, label=name)
         if h.train_acc:
-            ax_acc.plot(e, h.train_acc, color=color, ls="--", lw=1, label=f"{name} (train)")
+            ax_acc.plot(e, h.train_acc, color=color, ls="--", lw=1,
+                        label=name if not h.test_acc else "_nolegend_")
     ax_loss.set(xlabel="epoch", ylabel="training loss (running mean)", title="loss")
-    if any(len(h.step_loss) and np.all(np.asarray(h.step_loss) > 0) for h in histories.values()):
+    if ax_loss.lines:
         ax_loss.set_yscale("log")
+    if not_shown:
+        ax_loss.text(0.02, 0.02, "loss <= 0, not shown: " + ", ".join(not_shown),
+                     transform=ax_loss.transAxes, fontsize=7)
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy (dashed: train)", ylim=(0, 1.02))
-    ax_loss.legend(fontsize=7)
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax_acc.lines:
+        ax_acc.legend(fontsize=7, loc="lower right")   # one entry per run; colours as on the left
     if title:
         fig.suptitle(title)
     return fig

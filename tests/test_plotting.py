@@ -39,6 +39,17 @@ def test_learning_curves_png(tmp_path):
     assert _is_png(tmp_path / "sub" / "lc.png") and p.endswith("lc.png")
     ax_loss, ax_acc = fig.axes[:2]
     assert len(ax_loss.lines) == 2 and len(ax_acc.lines) == 4
+    assert ax_loss.get_yscale() == "log"
+
+
+def test_learning_curves_leave_out_non_positive_losses():
+    other = _history(2)
+    other.step_loss = [-5.0] * 30                        # e.g. a negative HSIC objective
+    fig = plotting.learning_curves({"a": _history(0), "hsic": other})
+    ax_loss, ax_acc = fig.axes[:2]
+    assert [line.get_label() for line in ax_loss.lines] == ["a"]
+    assert any("hsic" in t.get_text() for t in ax_loss.texts)
+    assert len(ax_acc.lines) == 4                        # accuracies of both are still drawn
 
 
 def test_decision_boundary_png(tmp_path):
