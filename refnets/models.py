@@ -237,7 +237,8 @@ def convnet(input_shape, channels, kernel_size, n_classes, rng, hidden=(), activ
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or any(not isinstance(s, (int, np.integer)) or s < 1
                                     for s in input_shape):
-        raise ValueError(f"{where}: input_shape must be (C, H, W) positive ints, got {input_shape!r}")
+        raise ValueError(f"{where}: input_shape must be (C, H, W) positive ints, "
+                         f"got {input_shape!r}")
     channels = list(channels)
     if not channels or any(not isinstance(c, (int, np.integer)) or c < 1 for c in channels):
         raise ValueError(f"{where}: channels must be a non-empty list of positive ints, "

@@ -189,7 +189,7 @@ def im2col(x, kh, kw, stride=1, padding=0):
     kh, kw : int
         Kernel height and width.
     stride : int or pair
-    padding : int, pair or 'same'
+    padding : int, pair, 'same' or 'valid'
         Zero padding on each side.
 
     Returns
@@ -300,8 +300,9 @@ class Conv2D(Layer):
         Input and output channels.
     kernel_size : int or pair (kh, kw)
     stride : int or pair, default 1
-    padding : int, pair or 'same', default 0
-        Zero padding on each side. 'same' (odd kernels, stride 1) keeps H and W.
+    padding : int, pair, 'same' or 'valid', default 0
+        Zero padding on each side. 'same' (odd kernels, stride 1) pads
+        (k - 1) // 2 and keeps H and W; 'valid' is 0.
     rng : numpy.random.Generator
         Draws the initial weights.
     init : str or callable
