@@ -8,6 +8,7 @@ from .conv import Conv2D, col2im, conv2d_naive, conv_output_shape, im2col
 from .dense import Dense
 from .pooling import AvgPool2D, Flatten, MaxPool2D
 from .functional import FunctionalDense
+from .functional_conv import FunctionalConv2D
 from .functional_recurrent import FunctionalRNN, MemoryFunctional
 from .recurrent import RNN, LastStep
 
@@ -15,4 +16,4 @@ __all__ = ["Layer", "check_array", "Dense", "Activation", "Identity", "Tanh", "R
            "LeakyReLU", "Sigmoid", "Softplus", "get_activation", "RNN", "LastStep",
            "Conv2D", "im2col", "col2im", "conv_output_shape", "conv2d_naive",
            "MaxPool2D", "AvgPool2D", "Flatten", "FunctionalDense",
-           "MemoryFunctional", "FunctionalRNN"]
+           "MemoryFunctional", "FunctionalRNN", "FunctionalConv2D"]

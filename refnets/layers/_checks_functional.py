@@ -166,3 +166,26 @@ def _functional_rnn(rng):
     def forward(v):
         return layer.forward(v["x"], {k: v[k] for k in p}, h0=v["h0"])[0]
     return _vjp_worst(forward, {"x": x, **p, "h0": h0}, {"x": dx, **grads, "h0": dh0}, dy)
+
+
+# -- functional convolution ------------------------------------------------------------------
+
+def _conv_check(rng, function, path, **geometry):
+    from .functional_conv import FunctionalConv2D
+    layer = FunctionalConv2D(2, 2, 3, function, rng, path=path, **geometry)
+    if function not in ("F12", "F13"):
+        layer.params["theta"] *= 5.0
+    layer.params["b"][:] = rng.standard_normal(2)
+    return max(check_layer(layer, rng.standard_normal((2, 2, 4, 4)), rng).values())
+
+
+@register_check("FTM FunctionalConv2D F19 fast path (2 -> 2, 4x4, k3 stride 2 padding 1)",
+                group="functional")
+def _conv_fast(rng):
+    return _conv_check(rng, "F19", "fast", stride=2, padding=1)
+
+
+@register_check("FTM FunctionalConv2D F12 generic path (2 -> 2, 4x4, k3 padding 'same')",
+                group="functional")
+def _conv_generic(rng):
+    return _conv_check(rng, "F12", "generic", padding="same")
