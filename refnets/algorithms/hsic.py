@@ -352,23 +352,28 @@ class HSICBottleneck(Algorithm):
 def _build(sizes, activation, rng, x_train=None, y_train=None):
     """Registry factory: the authors' dense net for ``sizes``, unformatted output.
 
-    Blocks Dense -> BatchNorm(affine=False) -> activation for every entry of
+    Blocks Dense -> BatchNorm(affine=False) -> ReLU for every entry of
     ``sizes[1:]`` (the last block has one unit per class); sequential HSIC with
-    sigma = 6, beta = 1000, plain SGD + weight decay 1e-3 at lr = 0.05, the
-    spec's Fashion-MNIST unformatted setting except the learning rate, raised
-    from the authors' 1e-3 so that a ``refnets compare`` budget of a few
-    hundred small batches makes visible progress. Predictions use the
-    train-fitted Hungarian unit mapping.
+    the authors' Fashion-MNIST unformatted setting: sigma = 6, beta = 1000,
+    plain SGD lr 1e-3 with weight decay 1e-3. Predictions use the train-fitted
+    Hungarian unit mapping.
+
+    ``activation`` is ignored: the unformatted output needs the authors' ReLU
+    blocks (class units >= 0 that switch on for their class). Measured on the
+    ``refnets compare`` default (fashion-mnist-small, [784, 128, 128, 10], 3
+    epochs of batch 50): tanh blocks reach 0.33 test accuracy, tanh hidden
+    blocks with a ReLU output block 0.71, ReLU throughout 0.81.
     """
     from . import Setup
-    model = hsic_mlp(sizes, rng, activation=activation)
-    algo = HSICBottleneck(n_classes=sizes[-1], sigma=6.0, beta=1000.0, lr=0.05, weight_decay=1e-3)
+    model = hsic_mlp(sizes, rng, activation="relu")
+    algo = HSICBottleneck(n_classes=sizes[-1], sigma=6.0, beta=1000.0, lr=1e-3, weight_decay=1e-3)
     return Setup(model, algo, algo.optimizer)
 
 
 def _register():
     from . import Method, register
-    register(Method("hsic", _build, "HSIC bottleneck: block-local nHSIC(Z,X) - beta nHSIC(Z,Y)",
+    register(Method("hsic", _build, "HSIC bottleneck: block-local nHSIC(Z,X) - beta nHSIC(Z,Y), "
+                                    "Linear-BN-ReLU blocks, unformatted output",
                     "Ma, Lewis & Kleijn 2020"))
 
 
