@@ -29,6 +29,7 @@ METHOD_MODULES = (
     "perturbation",
     "hsic",
     "target_propagation",
+    "functional_transfer",
 )
 
 

@@ -158,3 +158,12 @@ def test_train_ftnn_end_to_end_and_layerwise_options():
     model, hist = train_ftnn([2, 8, 8, 2], data, np.random.default_rng(0), function="F19",
                              epochs=2, epochs_per_layer=1, batch_size=97, layerwise=True)
     assert len(hist) == 3 and len(model) == 5 and hist[-1].epochs == 2
+
+
+def test_registered_as_ftm():
+    from refnets.algorithms import available_methods, get_method
+    assert "ftm" in available_methods()
+    method = get_method("ftm")
+    setup = method.build([4, 5, 3], "tanh", np.random.default_rng(0))
+    assert isinstance(setup.algorithm, FunctionalTransfer) and isinstance(setup.optimizer, Adam)
+    assert setup.model[0].function.name == DEFAULT_FUNCTION
