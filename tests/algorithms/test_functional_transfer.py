@@ -167,3 +167,22 @@ def test_registered_as_ftm():
     setup = method.build([4, 5, 3], "tanh", np.random.default_rng(0))
     assert isinstance(setup.algorithm, FunctionalTransfer) and isinstance(setup.optimizer, Adam)
     assert setup.model[0].function.name == DEFAULT_FUNCTION
+
+
+@pytest.mark.slow
+def test_spirals_reproduction_spec_6a():
+    """Spec 6a acceptance: 2-20-2, full-batch Adam 0.01, 3000 epochs, spirals in [-1, 1]:
+    F03, F12 and F19 reach 100% train accuracy, the same-size tanh MLP (LIN) stays < 0.7."""
+    d = two_spirals()
+    x = d.x_train / np.abs(d.x_train).max()
+    for function in ("F03", "F12", "F19", "LIN"):
+        rng = np.random.default_rng(0)
+        model = ftnn([2, 20, 2], function, "tanh", rng)
+        algo, opt = FunctionalTransfer(), Adam(lr=0.01)
+        for _ in range(3000):
+            opt.update(model.params(), algo.step(model, {}, x, d.y_train, rng).grads)
+        acc = accuracy(model.forward(x)[0], d.y_train)
+        if function == "LIN":
+            assert acc < 0.7, acc
+        else:
+            assert acc == 1.0, (function, acc)
