@@ -29,6 +29,7 @@ METHOD_MODULES = (
     "perturbation",
     "hsic",
     "target_propagation",
+    "target_propagation_variants",
     "functional_transfer",
 )
 

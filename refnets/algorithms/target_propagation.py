@@ -410,8 +410,10 @@ class DifferenceTargetPropagation(Algorithm):
                  for i in sorted(per_block) for name, value in per_block[i].items()}
         state["steps"] += 1
 
-        info = {"forward_loss": np.array(fw_losses), "feedback_loss": fb_losses,
-                "reconstruction_error": self.reconstruction_errors(f, state, h)}
+        info = {"forward_loss": np.array(fw_losses), "feedback_loss": fb_losses}
+        recon = self.reconstruction_errors(f, state, h)
+        if recon.size:
+            info["reconstruction_error"] = recon
         if self.compare_to_backprop:
             info.update(self._compare(model, f, caches, dlogits, grads, top))
         return StepResult(loss=loss, grads=grads, info=info)

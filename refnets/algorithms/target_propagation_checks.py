@@ -14,7 +14,8 @@ from ..gradcheck import numerical_gradient, rel_error
 from ..layers.activations import Tanh
 from ..layers.dense import Dense
 from ..selfcheck import register_check
-from .target_propagation import Block, dtp_feedback_loss, local_loss
+from .target_propagation_blocks import Block, apply_block, dtp_feedback_loss, local_loss
+from .target_propagation_variants import ddtp_feedback_loss, drl_feedback_loss, ldrl_feedback_loss
 
 
 def _param_errors(loss_fn, params, analytic):
@@ -48,3 +49,47 @@ def _check_dtp_feedback(rng):
     params = {k: v.copy() for k, v in g.dense.params.items()}
     _, grads = dtp_feedback_loss(f, g, h_prev, noise, params)
     return _param_errors(lambda p: dtp_feedback_loss(f, g, h_prev, noise, p)[0], params, grads)
+
+
+def _linear_block(n_in, n_out, rng, bias=True):
+    return Block(None, Dense(n_in, n_out, rng, bias=bias), None)
+
+
+@register_check("dtp/DRL feedback loss dV, dc (Meulemans 2020)", group="dtp")
+def _check_drl(rng):
+    f = [None, _tanh_block(4, 5, rng), _tanh_block(5, 4, rng), _tanh_block(4, 3, rng)]
+    h = [np.tanh(rng.standard_normal((3, 4)))]
+    for i in (1, 2, 3):
+        h.append(apply_block(f[i], h[-1])[0])
+    g_maps = {}
+    for j in (2, 3):
+        g = _tanh_block(f[j].dense.n_out, f[j].dense.n_in, rng)
+        g_maps[j] = (g, {k: v.copy() for k, v in g.dense.params.items()})
+    noise = 0.3 * rng.standard_normal((3, 5))
+    params = g_maps[2][1]
+    _, grads = drl_feedback_loss(f, g_maps, h, 2, 3, noise, params)
+    return _param_errors(lambda p: drl_feedback_loss(f, g_maps, h, 2, 3, noise, p)[0], params, grads)
+
+
+@register_check("dtp/L-DRL feedback loss dV, dc (Ernoult 2022)", group="dtp")
+def _check_ldrl(rng):
+    f, g = _tanh_block(5, 4, rng), _tanh_block(4, 5, rng)
+    h_prev = np.tanh(rng.standard_normal((3, 5)))
+    noise_in, noise_out = 0.3 * rng.standard_normal((3, 5)), 0.3 * rng.standard_normal((3, 4))
+    params = {k: v.copy() for k, v in g.dense.params.items()}
+    _, grads = ldrl_feedback_loss(f, g, h_prev, noise_in, noise_out, params)
+    return _param_errors(lambda p: ldrl_feedback_loss(f, g, h_prev, noise_in, noise_out, p)[0],
+                         params, grads)
+
+
+@register_check("dtp/DDTP feedback loss dQ (Meulemans 2020)", group="dtp")
+def _check_ddtp(rng):
+    f = [None, _tanh_block(4, 5, rng), _tanh_block(5, 4, rng), _linear_block(4, 3, rng)]
+    h = [rng.standard_normal((3, 4))]
+    for i in (1, 2, 3):
+        h.append(apply_block(f[i], h[-1])[0])
+    q = _linear_block(3, 5, rng, bias=False)
+    noise = 0.3 * rng.standard_normal((3, 5))
+    params = {"W": q.dense.params["W"].copy()}
+    _, grads = ddtp_feedback_loss(f, q, h, 1, noise, params)
+    return _param_errors(lambda p: ddtp_feedback_loss(f, q, h, 1, noise, p)[0], params, grads)
