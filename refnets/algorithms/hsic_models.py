@@ -35,7 +35,8 @@ from ..layers.residual import Residual
 from ..models import Sequential
 
 __all__ = ["torch_default_init", "hsic_mlp", "hsic_resconv", "split_blocks", "uses_stats",
-           "init_running_stats", "forward_layers", "backward_layers", "update_running_stats"]
+           "init_running_stats", "forward_layers", "backward_layers", "update_running_stats",
+           "recompute_running_stats"]
 
 
 def torch_default_init(shape, rng):
@@ -210,13 +211,48 @@ def backward_layers(model, lo, hi, dh, caches):
     return dh, grads
 
 
-def update_running_stats(model, lo, hi, running_stats, caches):
+def update_running_stats(model, lo, hi, running_stats, caches, momentum=None):
     """New running statistics of layers lo..hi-1 from their training-mode caches.
 
+    ``momentum`` overrides the layers' own (see BatchNorm.update_running_stats).
     Returns a new dict (entries of other layers are carried over unchanged).
     """
     new = dict(running_stats)
     for k in range(lo, hi):
         if k in running_stats:
-            new[k] = model.layers[k].update_running_stats(running_stats[k], caches[k - lo])
+            new[k] = model.layers[k].update_running_stats(running_stats[k], caches[k - lo],
+                                                          momentum)
     return new
+
+
+def recompute_running_stats(model, x, batch_size=1000):
+    """Batch-norm statistics of ``model`` on data ``x`` with its current weights ("precise BN").
+
+    One pass over ``x`` in batches (in order) in training mode; every batch
+    norm's statistics are the cumulative average of the batch means and
+    unbiased batch variances (momentum 1/(i+1) at batch i). Running averages
+    collected during training lag behind weights that move fast (under
+    batch norm the first blocks' pre-activations drift); this replaces them
+    by the statistics of the final network.
+
+    Parameters
+    ----------
+    model : Sequential
+    x : ndarray, inputs (N, ...); N >= 2
+    batch_size : int
+
+    Returns
+    -------
+    dict {k: stats} for every layer k with statistics.
+    """
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
+        raise ValueError(f"recompute_running_stats: batch_size must be an int >= 2, "
+                         f"got {batch_size!r}")
+    running = init_running_stats(model)
+    n = len(x)
+    starts = [s for s in range(0, n, batch_size) if n - s >= 2]   # skip a last single sample
+    for i, s in enumerate(starts):
+        _, caches = forward_layers(model, 0, len(model.layers), x[s:s + batch_size])
+        running = update_running_stats(model, 0, len(model.layers), running, caches,
+                                       momentum=1.0 / (i + 1))
+    return running

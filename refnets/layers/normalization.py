@@ -181,7 +181,7 @@ class BatchNorm(Layer):
         mean_dxh_xh = np.mean(dx_hat * x_hat, axis=axes, keepdims=True)
         return inv_std * (dx_hat - mean_dxh - x_hat * mean_dxh_xh), grads
 
-    def update_running_stats(self, running_stats, cache):
+    def update_running_stats(self, running_stats, cache, momentum=None):
         """Running statistics after one training-mode forward (PyTorch's rule).
 
         mean <- (1 - momentum) mean + momentum mu_B;
@@ -191,6 +191,10 @@ class BatchNorm(Layer):
         ----------
         running_stats : dict with 'mean' (C,) and 'var' (C,)
         cache : dict from a training-mode :meth:`forward`
+        momentum : float in (0, 1], optional
+            Overrides ``self.momentum`` for this update; 1/(i+1) at the i-th
+            batch (i = 0, 1, ...) gives the cumulative average of the batches
+            (PyTorch's ``momentum=None``).
 
         Returns
         -------
@@ -201,6 +205,8 @@ class BatchNorm(Layer):
         if not cache.get("training", False):
             raise ValueError(f"{where}: cache must come from a training-mode forward "
                              f"(running_stats=None), got an evaluation-mode cache")
-        a, n = self.momentum, cache["n"]
+        a, n = self.momentum if momentum is None else momentum, cache["n"]
+        if not (np.isfinite(a) and 0 < a <= 1):
+            raise ValueError(f"{where}: momentum must be in (0, 1], got {momentum!r}")
         return {"mean": (1 - a) * stats["mean"] + a * cache["batch_mean"],
                 "var": (1 - a) * stats["var"] + a * cache["batch_var"] * n / (n - 1)}

@@ -80,9 +80,10 @@ class Residual(Layer):
         return {i: layer.init_running_stats() for i, layer in enumerate(self.branch)
                 if _uses_stats(layer)}
 
-    def update_running_stats(self, running_stats, cache):
+    def update_running_stats(self, running_stats, cache, momentum=None):
         """New ``{i: stats}`` after a training-mode forward (see BatchNorm)."""
-        return {i: self.branch[i].update_running_stats(running_stats[i], cache["branch"][i])
+        return {i: self.branch[i].update_running_stats(running_stats[i], cache["branch"][i],
+                                                       momentum)
                 for i in running_stats}
 
     def forward(self, x, params=None, running_stats=None):

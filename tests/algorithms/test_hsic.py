@@ -323,3 +323,22 @@ def test_centroid_readout_hand_example(rng):
     np.testing.assert_allclose(algo.predict(model, state, x), [[-1.04, -0.64, -1.04]], rtol=1e-14)
     with pytest.raises(ValueError, match="readout"):
         HSICBottleneck(n_classes=3, readout="argmax")
+
+
+def test_calibrate_batchnorm_gives_population_statistics(rng):
+    model, x, y = tiny_problem(rng, m=40)
+    algo = HSICBottleneck(n_classes=3)
+    state = algo.init_state(model, rng)
+    algo.calibrate_batchnorm(model, state, x, batch_size=20)
+    # first BN: cumulative average of the two batch means = the mean of all 40 samples,
+    # and of the two unbiased batch variances
+    a = x @ model.layers[0].params["W"].T
+    np.testing.assert_allclose(state["running_stats"][1]["mean"], a.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(state["running_stats"][1]["var"],
+                               0.5 * (a[:20].var(0, ddof=1) + a[20:].var(0, ddof=1)), rtol=1e-12)
+    # one full batch: eval-mode features = training-mode features on that batch
+    algo.calibrate_batchnorm(model, state, x, batch_size=40)
+    bn_eval = algo.features(model, state, x)
+    bn_batch = algo.features(model, state, x, bn="batch")
+    # differ only by the unbiased (n/(n-1)) running variance vs the biased batch variance
+    assert np.abs(bn_eval - bn_batch).max() < 0.05 * np.abs(bn_batch).max()

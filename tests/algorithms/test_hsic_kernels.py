@@ -355,3 +355,24 @@ def test_bad_input_raises():
         hk.nocco(np.ones((3, 3)), eps=-1.0)
     with pytest.raises(ValueError, match="floating"):
         hk.gaussian_kernel(np.ones((3, 2), dtype=int), 1.0)
+
+
+def test_near_linear_regime_on_images():
+    """Spec 6.7: at sigma = 5 the Gaussian nHSIC is within 2% of the linear-kernel one.
+
+    exp(-D/s) = 1 - D/s + ..., and the centred 1 - D/s is (2/s) x the centred
+    Gram matrix, so K H ~ (2/s) X X^T H when D/s is small (Fashion-MNIST pixels:
+    D/s ~ 0.17/50 per coordinate pair at sigma = 5).
+    """
+    from refnets.datasets import load_fashion_mnist_small
+    data = load_fashion_mnist_small()
+    x, y = data.x_train[:128], data.y_train[:128]
+    gaps = []
+    for sigma in (1.0, 5.0, 10.0):
+        L = hk.gaussian_kernel(np.eye(10)[y], sigma)
+        s = hk.kernel_scale(sigma, x.shape[1])
+        gauss = hk.nhsic(hk.gaussian_kernel(x, sigma), L)
+        linear = hk.nhsic(hk.linear_kernel(x) * 2.0 / s, L)
+        gaps.append(abs(gauss - linear) / gauss)
+    assert gaps[1] < 0.02                      # sigma = 5 (measured 0.1%)
+    assert gaps[0] > gaps[1] > gaps[2]         # the higher-order terms fade like 1/s
