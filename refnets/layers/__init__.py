@@ -10,10 +10,12 @@ from .pooling import AvgPool2D, Flatten, MaxPool2D
 from .functional import FunctionalDense
 from .functional_conv import FunctionalConv2D
 from .functional_recurrent import FunctionalRNN, MemoryFunctional
+from .normalization import BatchNorm
 from .recurrent import RNN, LastStep
+from .residual import Residual
 
 __all__ = ["Layer", "check_array", "Dense", "Activation", "Identity", "Tanh", "ReLU",
            "LeakyReLU", "Sigmoid", "Softplus", "get_activation", "RNN", "LastStep",
            "Conv2D", "im2col", "col2im", "conv_output_shape", "conv2d_naive",
            "MaxPool2D", "AvgPool2D", "Flatten", "FunctionalDense",
-           "MemoryFunctional", "FunctionalRNN", "FunctionalConv2D"]
+           "MemoryFunctional", "FunctionalRNN", "FunctionalConv2D", "BatchNorm", "Residual"]
