@@ -113,7 +113,7 @@ import numpy as np
 from ..diagnostics import cosine
 from ..layers.activations import get_activation
 from ..layers.dense import Dense
-from ..losses import one_hot, softmax_cross_entropy
+from ..losses import mse, one_hot, softmax_cross_entropy
 from ..models import param_key
 from ..optim import Optimizer, get_optimizer
 from .base import Algorithm, StepResult, check_loss_finite
@@ -319,11 +319,8 @@ class DifferenceTargetPropagation(Algorithm):
 
     def reconstruction_errors(self, f, state, h):
         """Noise-free (1/B) Σ ‖g_i(f_i(h_{i-1})) - h_{i-1}‖² for every feedback map."""
-        out = []
-        for i in sorted(state["feedback"]):
-            g, params = self.feedback_map(state, i)
-            out.append(reconstruction_error(f[i], g, h[i - 1], params))
-        return np.array(out)
+        # = reconstruction_error(f[i], g_i, h[i-1]), with f_i(h_{i-1}) = h_i already computed
+        return np.array([mse(self.g(state, i, h[i]), h[i - 1])[0] for i in sorted(state["feedback"])])
 
     def feedback_params(self, state):
         """Flat {'i.V': V_i, 'i.c': c_i} view of the feedback arrays (updated in place)."""
@@ -404,7 +401,9 @@ class DifferenceTargetPropagation(Algorithm):
         per_block, fw_losses = dict(true_grads), []
         for i in range(1, len(f)):
             if i not in per_block:
-                fw_loss, per_block[i] = local_loss(f[i], h[i - 1], targets[i])       # (F)
+                # (F) = local_loss(f[i], h[i-1], targets[i]), reusing this forward pass's caches
+                fw_loss, dh = mse(h[i], targets[i])
+                per_block[i] = block_param_grads(f[i], caches[i], dh)
                 fw_losses.append(fw_loss)
         grads = {param_key(f[i].k, name): value
                  for i in sorted(per_block) for name, value in per_block[i].items()}
