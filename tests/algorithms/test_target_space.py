@@ -463,3 +463,12 @@ def test_no_warning_in_a_regular_step(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         algo.step(model, state, x, y, rng)
+
+
+def test_diagnostics_every(rng):
+    model, algo, state = _setup(rng, diagnostics_every=3)
+    x, y = _batch(rng)
+    has = ["cosine_to_backprop" in algo.step(model, state, x, y, rng).info for _ in range(6)]
+    assert has == [False, False, True, False, False, True]
+    with pytest.raises(ValueError, match="diagnostics_every"):
+        TargetSpace(x, diagnostics_every=0)
