@@ -70,6 +70,15 @@ def _is_posint(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
 
 
+def _powers(x, max_power):
+    """[None (x^0 is never formed), x, x^2, ..., x^max_power] by repeated multiplication
+    (cheaper than ``x ** 3``, which goes through the generic ``pow``)."""
+    powers = [None, x]
+    for _ in range(2, max_power + 1):
+        powers.append(powers[-1] * x)
+    return powers
+
+
 def draw_signs(shape, rng):
     """Fixed random signs +-1 with probability 1/2 each (the code's ``Sgn(U)``)."""
     return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
@@ -182,14 +191,13 @@ class FunctionalDense(Layer):
         theta, s, fn = p["theta"], self.signs, self.function
         if self.path == "fast":
             C = fn.coefficients(theta, s)
+            xp = _powers(x2, max(C))
             a = np.zeros((x2.shape[0], self.n_out))
             for power, Cp in C.items():
                 if power == 0:
                     a += Cp.sum(axis=1)                        # sum_i C_0,ji (x-independent)
-                elif power == 1:
-                    a += x2 @ Cp.T
                 else:
-                    a += (x2 ** power) @ Cp.T
+                    a += xp[power] @ Cp.T                      # x^p @ C_p^T
         else:
             a = np.empty((x2.shape[0], self.n_out))
             for rows, outs in self._blocks(x2.shape[0]):
@@ -231,14 +239,13 @@ class FunctionalDense(Layer):
     def _backward_fast(self, delta, x, theta, s):
         fn = self.function
         C = fn.coefficients(theta, s)
+        xp = _powers(x, max(C))
         G = {}                                                  # G_p = delta^T x^p
         for power in C:
             if power == 0:
                 G[0] = delta.sum(axis=0)[:, None]
-            elif power == 1:
-                G[1] = delta.T @ x
             else:
-                G[power] = delta.T @ x ** power
+                G[power] = delta.T @ xp[power]
         dtheta = np.zeros_like(theta)
         for (power, q), dC in fn.coefficient_grads(theta, s).items():
             dtheta[q] += G[power] * dC                          # chain rule through C_p
@@ -247,7 +254,7 @@ class FunctionalDense(Layer):
             if power == 1:
                 dx += delta @ Cp
             elif power > 1:
-                dx += power * x ** (power - 1) * (delta @ Cp)
+                dx += power * xp[power - 1] * (delta @ Cp)       # p x^(p-1) (delta C_p)
         return dx, dtheta
 
     def _backward_generic(self, delta, x, theta, s):
