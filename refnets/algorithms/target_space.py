@@ -271,9 +271,8 @@ class TargetSpace(Algorithm):
         if n_bar > n_avail:
             raise ValueError(f"{where}: realisation_batch_size must be <= the number of "
                              f"examples in x_source ({n_avail}), got {n_bar}")
-        n_classes = next(layer.n_out for layer in reversed(model.layers)
-                         if isinstance(layer, Dense)) if any(
-            isinstance(layer, Dense) for layer in model.layers) else 1
+        denses = [layer for layer in model.layers if isinstance(layer, Dense)]
+        n_classes = denses[-1].n_out if denses else 1
         if n_bar < n_classes:
             raise ValueError(f"{where}: realisation_batch_size must be at least the number of "
                              f"output units ({n_classes}): realised weights have rank <= "
@@ -290,7 +289,9 @@ class TargetSpace(Algorithm):
         Returns
         -------
         dict with 'xbar', 'targets' (``{"k.T": array}``, what the optimiser
-        updates), 'realisers', 'step' (counter) and a realisation cache.
+        updates), 'step' (counter), 'cache' (realised weights for
+        :meth:`predict`) and 'cond_warned': plain arrays and scalars, so
+        :func:`refnets.checkpoint.save_checkpoint` can store it.
         """
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"TargetSpace.init_state: rng must be a numpy.random.Generator, "
@@ -315,8 +316,8 @@ class TargetSpace(Algorithm):
                 T = rec["S"].copy()                                          # T_k <- S_bar_k
                 _, h, _ = r.realise(x_in, T, self.lam, scu)                  # re-solve, propagate
             targets[f"{k}.T"] = T
-        state = {"xbar": xbar, "targets": targets, "realisers": realisers, "step": 0,
-                 "cache": None, "cond_warned": False}
+        state = {"xbar": xbar, "targets": targets, "step": 0, "cache": None,
+                 "cond_warned": False}
         if self.projection == "simultaneous":                                # TF1: all at once
             _, recs = self.realise(model, state)
             for key in targets:
@@ -349,7 +350,7 @@ class TargetSpace(Algorithm):
         h = state["xbar"]
         feats = [h]                                     # shortcut nets: [x, h_1, h_2, ...]
         params, recs = [None] * len(model.layers), [None] * len(model.layers)
-        for k, (layer, r) in enumerate(zip(model.layers, state["realisers"])):
+        for k, (layer, r) in enumerate(zip(model.layers, self._realisers(model))):
             if r is None:                               # activation, pooling, Flatten, ...
                 h, recs[k] = layer.forward(h)
                 feats.append(h)
@@ -362,7 +363,7 @@ class TargetSpace(Algorithm):
     def _target_gradients(self, model, state, recs, grads):
         """Reverse pass through the realisation network: dL/dT_k for every layer."""
         shortcuts = isinstance(model, ShortcutMLP)
-        realisers = state["realisers"]
+        realisers = self._realisers(model)
         first = next(k for k, r in enumerate(realisers) if r is not None)
         dT = {}
         d = None                                        # dL/d(realised output of layer k)
@@ -402,16 +403,16 @@ class TargetSpace(Algorithm):
                 raise FloatingPointError(f"{where}: targets {key!r} contain NaN or inf "
                                          f"(diverged); try a smaller learning rate")
         params, recs = self.realise(model, state)
-        self._check_conditioning(state, recs, where)
+        solved = [recs[k] for k, p in enumerate(params) if p is not None]  # the solved layers
+        cond_max = max(float(rec["solve"]["cond"]) for rec in solved)
+        self._check_conditioning(state, cond_max, where)
         out, caches = model.forward(x, params)                  # minibatch, realised weights
         loss, dout = self.loss(out, y)
         check_loss_finite(loss, where)
         _, grads = model.backward(dout, caches)                 # dW_mb: ordinary backprop
         dT = self._target_gradients(model, state, recs, grads)
         self._write(model, params)
-        solved = [recs[k] for k, r in enumerate(state["realisers"]) if r is not None]
-        info = {"residual": np.array([_residual(rec) for rec in solved]),
-                "cond_max": max(float(rec["solve"]["cond"]) for rec in solved)}
+        info = {"residual": np.array([_residual(rec) for rec in solved]), "cond_max": cond_max}
         if self.diagnostics and state["step"] % self.diagnostics_every == 0:
             info["cosine_to_backprop"] = self._implied_cosine(model, state, params, grads, dT)
         state["cache"] = None
@@ -431,10 +432,8 @@ class TargetSpace(Algorithm):
         ref = {f"{k}.{n}": grads[k][n] for k in ts for n in params[k]}
         return cosine(delta, ref)
 
-    def _check_conditioning(self, state, recs, where):
+    def _check_conditioning(self, state, cond, where):
         """Warn once per run when a solve's Gram condition estimate exceeds ``cond_warn``."""
-        cond = max(float(recs[k]["solve"]["cond"])
-                   for k, r in enumerate(state["realisers"]) if r is not None)
         if cond > self.cond_warn and not state["cond_warned"]:
             state["cond_warned"] = True
             warnings.warn(f"{where}: a realisation solve is ill-conditioned (Gram condition "

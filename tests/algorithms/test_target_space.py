@@ -472,3 +472,17 @@ def test_diagnostics_every(rng):
     assert has == [False, False, True, False, False, True]
     with pytest.raises(ValueError, match="diagnostics_every"):
         TargetSpace(x, diagnostics_every=0)
+
+
+def test_state_survives_a_checkpoint(rng, tmp_path):
+    """The state holds only arrays and scalars: save, load, and the next step is identical."""
+    from refnets.checkpoint import load_checkpoint, save_checkpoint
+    model, algo, state = _setup(rng)
+    x, y = _batch(rng)
+    algo.step(model, state, x, y, rng)
+    save_checkpoint(tmp_path / "ts.npz", model, state)
+    _, loaded = load_checkpoint(tmp_path / "ts.npz", model)
+    a = algo.step(model, state, x, y, rng)
+    b = algo.step(model, loaded, x, y, rng)
+    for key in a.grads:
+        np.testing.assert_array_equal(a.grads[key], b.grads[key])
