@@ -323,12 +323,13 @@ class Decorrelation:
         R = st["R"]
         d = R.shape[0]
         Z, H_raw, Hc = self._sub_batch(layer, cache)
-        C = rules.second_moment(Z) if d <= 4 * Z.shape[0] else None
+        # C_z itself when d is not much larger than k (then C R = C @ R reuses it)
+        C = rules.second_moment(Z) if d <= Z.shape[0] else None
         info = {"gain": 1.0}
         if C is not None:
             info.update(offdiag_power=rules.offdiag_power(C), diag_power=rules.diag_power(C),
                         whiteness=rules.whiteness(C))
-        else:                       # d >> k: the powers from the k x k Gram matrix (cheaper)
+        else:                       # d > k: the powers from the k x k Gram matrix (cheaper)
             G = Z @ Z.T / Z.shape[0]
             c_diag = np.einsum("ij,ij->j", Z, Z) / Z.shape[0]
             total = float(np.sum(G * G))                     # ||C||_F^2 = ||Z Z^T||_F^2 / k^2
@@ -341,19 +342,19 @@ class Decorrelation:
         v = np.einsum("ij,ij->j", Hc, Hc) / Hc.shape[0]      # per-input mean square
         dead = v <= self.var_tol * v.max() if v.max() > 0 else np.ones(d, dtype=bool)
         info["dead_inputs"] = float(dead.sum())
-        if self.lr == 0 or (self.guard and dead.all()):
+        if (self.lr == 0 and self.mode != "zca") or (self.guard and dead.all()):
             info["R_norm"] = float(np.linalg.norm(R))
             return info
 
         if self.mode == "scaled":
-            R_new, s = rules.scaled_update(R, Z, H_raw, self.lr)
+            R_new, s = rules.scaled_update(R, Z, H_raw, self.lr, C)
             info["gain"] = s
         elif self.mode == "offdiag":
-            R_new = rules.offdiag_update(R, Z, self.lr)
+            R_new = rules.offdiag_update(R, Z, self.lr, C)
         elif self.mode == "whiten":
-            R_new = rules.whiten_update(R, Z, self.lr)
+            R_new = rules.whiten_update(R, Z, self.lr, C)
         elif self.mode == "foldiak":
-            st["M"], R_new = rules.foldiak_update(st["M"], Z, self.lr)
+            st["M"], R_new = rules.foldiak_update(st["M"], Z, self.lr, C)
         else:  # zca: running covariance of the centred inputs of the whole batch
             hc = cache["cols"] if isinstance(layer, Conv2D) else cache["hc"]
             C_b = hc.T @ hc / hc.shape[0]

@@ -59,7 +59,7 @@ def second_moment(Z):
     return Z.T @ Z / Z.shape[0]
 
 
-def c_times_r(Z, R):
+def c_times_r(Z, R, C=None):
     """C R with C = Z^T Z / k, without forming C when that is cheaper.
 
     ``Z^T (Z R) / k`` costs 2 k d^2 flops, ``(Z^T Z) R / k`` costs k d^2 + d^3;
@@ -69,6 +69,8 @@ def c_times_r(Z, R):
     ----------
     Z : ndarray of shape (k, d)
     R : ndarray of shape (d, d)
+    C : ndarray of shape (d, d), optional
+        ``second_moment(Z)`` if the caller has it already (then C @ R).
 
     Returns
     -------
@@ -76,6 +78,8 @@ def c_times_r(Z, R):
     """
     Z = _check_z(Z, "c_times_r")
     k, d = Z.shape
+    if C is not None:
+        return C @ R
     if k < d:
         return Z.T @ (Z @ R) / k
     return (Z.T @ Z / k) @ R
@@ -101,7 +105,7 @@ def norm_gain(H_raw, Z):
     return float(np.mean(h_norm / z_norm))
 
 
-def scaled_update(R, Z, H_raw, lr):
+def scaled_update(R, Z, H_raw, lr, C=None):
     """The paper's norm-preserving rule: R <- s (I - eta C) R  (spec §1.2, step 4).
 
     Written as ``s * (R - eta * C R)``: the authors' ``s R - eta C (s R)``.
@@ -116,6 +120,8 @@ def scaled_update(R, Z, H_raw, lr):
     H_raw : ndarray of shape (k, d)
         The same rows of the raw (un-centred) input, for the gain s.
     lr : float
+    C : ndarray of shape (d, d), optional
+        ``second_moment(Z)``, if already computed.
 
     Returns
     -------
@@ -123,28 +129,28 @@ def scaled_update(R, Z, H_raw, lr):
     s : float
     """
     s = norm_gain(H_raw, Z)
-    R_new = c_times_r(Z, R)
+    R_new = c_times_r(Z, R, C)
     R_new *= -lr
     R_new += R
     R_new *= s                                   # s (R - eta C R), in place: d x d arrays
     return R_new, s
 
 
-def offdiag_update(R, Z, lr):
+def offdiag_update(R, Z, lr, C=None):
     """Decorrelation only (COPI / DBP): R <- R - eta (C - diag C) R  (spec §1.3).
 
     Stationary when C is diagonal; the variances are left to drift.
     """
     c_diag = np.einsum("ij,ij->j", Z, Z) / Z.shape[0]                 # diag C, (d,)
-    return R - lr * (c_times_r(Z, R) - c_diag[:, None] * R)
+    return R - lr * (c_times_r(Z, R, C) - c_diag[:, None] * R)
 
 
-def whiten_update(R, Z, lr):
+def whiten_update(R, Z, lr, C=None):
     """Simple whitening: R <- R - eta (C - I) R  (spec §1.3); stationary at C = I."""
-    return R - lr * (c_times_r(Z, R) - R)
+    return R - lr * (c_times_r(Z, R, C) - R)
 
 
-def foldiak_update(M, Z, lr):
+def foldiak_update(M, Z, lr, C=None):
     """Földiák's anti-Hebbian lateral weights: M <- M + eta (C - diag C).
 
     The decorrelated output is the fixed point of z = h - M z, i.e.
@@ -155,7 +161,7 @@ def foldiak_update(M, Z, lr):
     -------
     M_new, R_new : ndarrays of shape (d, d)
     """
-    C = second_moment(Z)
+    C = second_moment(Z) if C is None else C
     M_new = M + lr * (C - np.diag(np.diag(C)))
     d = M.shape[0]
     return M_new, np.linalg.inv(np.eye(d) + M_new)

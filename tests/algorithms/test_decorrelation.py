@@ -451,11 +451,11 @@ def test_info_and_determinism(rng):
 
 
 def test_powers_from_gram_match_full_C(rng):
-    """When d >> k the update reports C's powers from the k x k Gram matrix: same numbers."""
+    """When d > k the update reports C's powers from the k x k Gram matrix: same numbers."""
     layer, dec, st = _dense_decor(50, sample_frac=0.1)
     st["R"] = np.eye(50) + 0.1 * rng.standard_normal((50, 50))
     _, cache = dec.forward(layer, rng.standard_normal((8, 50)), st)
-    info = dec.update(layer, dict(st), cache)                    # k = 8 < d / 4
+    info = dec.update(layer, dict(st), cache)                    # k = 8 < d = 50
     C = rules.second_moment(cache["z"][:8])
     assert info["offdiag_power"] == pytest.approx(rules.offdiag_power(C), rel=1e-10)
     assert info["diag_power"] == pytest.approx(rules.diag_power(C), rel=1e-10)

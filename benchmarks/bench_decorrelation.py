@@ -1,0 +1,122 @@
+"""Cost of decorrelation relative to the layer it decorrelates (dense and conv).
+
+For each case three things are timed, interleaved repetition by repetition
+(so background load hits all alike), medians reported as ratios to (a):
+
+(a) the plain layer: ``forward`` + ``backward`` (dx and the parameter
+    gradients) of a Dense or Conv2D layer;
+(b) the same layer behind its decorrelator: z = R (h - mu) in the forward,
+    dL/dh through R and the batch mean in the backward;
+(c) the R update of the paper's rule, R <- s (I - eta C_z) R, on the default
+    sub-batch (k = min(N, max(floor(0.1 N) + 1, d)) rows; conv: the first
+    floor(0.1 N) + 1 images, every position a row), with C_z R computed as
+    Z^T (Z R) / k when k < d; and (d) the same update with C_z formed first
+    and multiplied by R (O(d^3)), for comparison.
+
+Run::
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_decorrelation.py [--reps 30] [--mode scaled]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from refnets.algorithms import decorrelation_rules as rules  # noqa: E402
+from refnets.algorithms.decorrelation import MODES, Decorrelation  # noqa: E402
+from refnets.layers import Conv2D, Dense  # noqa: E402
+from refnets.plotting import format_table  # noqa: E402
+
+CASES = {
+    "dense 784->256, N=128 (MLP input layer)": (lambda r: Dense(784, 256, r), (128, 784)),
+    "dense 256->256, N=128 (hidden layer)": (lambda r: Dense(256, 256, r), (128, 256)),
+    "conv 1->8 3x3 same, 28x28, N=64 (D=9)": (lambda r: Conv2D(1, 8, 3, padding=1, rng=r),
+                                             (64, 1, 28, 28)),
+    "conv 8->16 3x3 same, 14x14, N=64 (D=72)": (lambda r: Conv2D(8, 16, 3, padding=1, rng=r),
+                                               (64, 8, 14, 14)),
+    "conv 32->32 3x3 same, 16x16, N=64 (D=288)": (lambda r: Conv2D(32, 32, 3, padding=1, rng=r),
+                                                 (64, 32, 16, 16)),
+}
+
+
+def _naive_update(dec, layer, st, cache):
+    """The scaled rule with C formed first: s (R - eta C R), C R an O(d^3) product."""
+    Z, H_raw, _ = dec._sub_batch(layer, cache)
+    s = rules.norm_gain(H_raw, Z)
+    return s * (st["R"] - dec.lr * (rules.second_moment(Z) @ st["R"]))
+
+
+def bench_case(make, shape, mode, reps, rng):
+    layer = make(rng)
+    h = rng.standard_normal(shape) + 0.5
+    dec = Decorrelation(mode=mode, lr=1e-4)
+    st = dec.init_layer(layer)
+    st["R"] = st["R"] + 0.01 * rng.standard_normal(st["R"].shape)
+    y, _ = layer.forward(h)
+    dy = rng.standard_normal(y.shape)
+
+    def plain():
+        _, c = layer.forward(h)
+        layer.backward(dy, c)
+
+    def decorrelated():
+        _, c = dec.forward(layer, h, dict(st))
+        dec.backward_input(layer, dy, c)
+        dec.backward_params(layer, dy, c)
+
+    _, cache = dec.forward(layer, h, dict(st))
+
+    def update():
+        dec.update(layer, dict(st), cache)
+
+    def naive():
+        _naive_update(dec, layer, st, cache)
+
+    funcs = {"plain": plain, "decor": decorrelated, "update": update}
+    if mode == "scaled":
+        funcs["naive"] = naive
+    times = {k: [] for k in funcs}
+    for f in funcs.values():                       # warm-up
+        f()
+    for _ in range(reps):
+        for key, f in funcs.items():
+            t0 = time.perf_counter()
+            f()
+            times[key].append(time.perf_counter() - t0)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    k_rows = dec._sub_batch(layer, cache)[0].shape
+    return med, k_rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--mode", choices=MODES, default="scaled")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for name, (make, shape) in CASES.items():
+        med, (k, d) = bench_case(make, shape, args.mode, args.reps, rng)
+        row = {"case": name, "d": d, "k rows": k, "layer f+b ms": 1e3 * med["plain"],
+               "decor f+b / layer": med["decor"] / med["plain"],
+               "R update / layer": med["update"] / med["plain"]}
+        if "naive" in med:
+            row["naive C@R update / layer"] = med["naive"] / med["plain"]
+        rows.append(row)
+        print(f"done: {name}", flush=True)
+    print(f"\nmode {args.mode!r}, medians of {args.reps} interleaved repetitions "
+          f"(OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')})")
+    print(format_table(rows, floatfmt=".2f"))
+
+
+if __name__ == "__main__":
+    main()
