@@ -27,11 +27,15 @@ instead of the constant W^T of a Dense layer.
 layers, the output units) is processed in blocks of at most ``max_elements``
 connection-samples; nothing of size (N, n_out, n_in) is cached -- backward
 recomputes the derivatives block by block from the cached x. Every temporary
-array therefore holds at most ``max_elements`` float64 numbers (8 MiB at the
-default 2**20), and a function evaluation keeps about k + 4 of them alive at
-once, so the extra memory of a forward or backward call stays below
-(k + 4) * 8 * max_elements bytes (<= 56 MiB for k = 3 at the default),
-whatever the batch size. Time is O(N n_out n_in) elementwise work.
+array therefore holds at most ``max_elements`` float64 numbers (2 MiB at the
+default 2**18), and at most ``MEMORY_BLOCKS`` = 10 of them are alive at once
+(f, its k parameter derivatives, f' and intermediates such as z, sin z,
+cos z), so the extra memory of a forward or backward call stays below
+10 * 8 * max_elements bytes (20 MiB at the default) plus the outputs,
+whatever the batch size (tests/layers/test_functional.py measures the peak
+with ``tracemalloc`` for every function). Time is O(N n_out n_in)
+elementwise work; blocks of ~2**17-2**18 elements were the fastest in
+benchmarks/bench_ftm.py (they stay in cache).
 
 **Fast path** (LIN, F01-F04, F06, F07, F17-F20): f is a polynomial in x whose
 coefficients C_p (n_out, n_in) depend on theta only, f = sum_p C_p x^p, so::
@@ -60,10 +64,13 @@ from .functional_types import (FUNCTION_NAMES, FUNCTIONS, FunctionType,  # noqa:
                                get_function)
 
 __all__ = ["FunctionalDense", "FunctionType", "FUNCTIONS", "FUNCTION_NAMES", "get_function",
-           "DEFAULT_MAX_ELEMENTS"]
+           "DEFAULT_MAX_ELEMENTS", "MEMORY_BLOCKS"]
 
 #: Default block size of the generic path (connection-samples per temporary array).
-DEFAULT_MAX_ELEMENTS = 2 ** 20
+DEFAULT_MAX_ELEMENTS = 2 ** 18
+
+#: Upper bound on the number of block-sized temporaries alive at once in the generic path.
+MEMORY_BLOCKS = 10
 
 
 def _is_posint(v):
@@ -102,7 +109,8 @@ class FunctionalDense(Layer):
         ``'auto'``: the matmul fast path when the function has one.
     max_elements : int
         Block size of the generic path: no temporary array holds more than
-        this many float64 values (see the module notes for the total bound).
+        this many float64 values; the extra memory of a call stays below
+        ``MEMORY_BLOCKS * 8 * max_elements`` bytes (see the module notes).
     bias : bool
         Include b (default True).
 

@@ -351,3 +351,32 @@ def test_bad_arguments(rng):
     _, cache = layer.forward(np.zeros((4, 3)))
     with pytest.raises(ValueError, match="dy must have the output's shape"):
         layer.backward(np.zeros((4, 3)), cache)
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_generic_path_memory_bound(rng, name):
+    """Peak extra memory (tracemalloc sees numpy's buffers) stays below the stated bound
+    MEMORY_BLOCKS * 8 * max_elements bytes, for a batch whose full (N, n_out, n_in)
+    broadcast alone would be ~6 times larger (and an unchunked backward ~50 times)."""
+    import tracemalloc
+
+    from refnets.layers.functional import MEMORY_BLOCKS
+    max_elements = 2 ** 12
+    layer = FunctionalDense(40, 30, name, rng, path="generic", max_elements=max_elements)
+    x, dy = rng.standard_normal((200, 40)), rng.standard_normal((200, 30))
+    bound = MEMORY_BLOCKS * 8 * max_elements
+    assert x.shape[0] * 30 * 40 * 8 > 5 * bound
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        a, cache = layer.forward(x)
+        _, peak = tracemalloc.get_traced_memory()
+        assert peak - a.nbytes <= bound, (peak - a.nbytes) / (8 * max_elements)
+        current, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        dx, grads = layer.backward(dy, cache)
+        _, peak = tracemalloc.get_traced_memory()
+        outputs = dx.nbytes + grads["theta"].nbytes + grads["b"].nbytes
+        assert peak - current - outputs <= bound, (peak - current - outputs) / (8 * max_elements)
+    finally:
+        tracemalloc.stop()
