@@ -93,3 +93,38 @@ def _check_ddtp(rng):
     params = {"W": q.dense.params["W"].copy()}
     _, grads = ddtp_feedback_loss(f, q, h, 1, noise, params)
     return _param_errors(lambda p: ddtp_feedback_loss(f, q, h, 1, noise, p)[0], params, grads)
+
+
+@register_check("ConvTranspose2D (N=2, 2 -> 3 ch, k 3, stride 2, pad 1, out-pad 1)", group="layers")
+def _check_conv_transpose(rng):
+    from ..gradcheck import check_layer
+    from ..layers.conv_transpose import ConvTranspose2D
+    layer = ConvTranspose2D(2, 3, 3, stride=2, padding=1, output_padding=1, rng=rng)
+    layer.params["b"][...] = rng.standard_normal(3)
+    return max(check_layer(layer, rng.standard_normal((2, 2, 3, 3)), rng).values())
+
+
+@register_check("dtp/conv local loss and inverse loss through ConvT + unpool", group="dtp")
+def _check_conv_losses(rng):
+    from ..models import convnet
+    from .target_propagation_conv import ConvDifferenceTargetPropagation, conv_dtp_feedback_loss
+    model = convnet((1, 4, 4), [2, 2], 3, 3, rng, activation="tanh", pool=2)
+    algo = ConvDifferenceTargetPropagation()
+    state = algo.init_state(model, rng)
+    f = algo.blocks(model)
+    h, _ = algo.forward(f, rng.standard_normal((2, 1, 4, 4)))
+    target = h[2] + 0.1 * rng.standard_normal(h[2].shape)
+
+    def local(p):
+        out, c = f[2].forward(h[1], p)
+        return float(np.sum((out - target) ** 2)) / len(out), f[2].param_grads(
+            c, 2 * (out - target) / len(out))
+
+    params = {k: v.copy() for k, v in f[2].main.params.items()}
+    err = _param_errors(lambda p: local(p)[0], params, local(params)[1])
+    fb, fb_params = algo.feedback_of(f, state, 2, h[1].shape)
+    fb_params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in fb_params.items()}
+    noise = 0.3 * rng.standard_normal(h[1].shape)
+    _, grads = conv_dtp_feedback_loss(f[2], fb, h[1], noise, fb_params)
+    return max(err, _param_errors(lambda p: conv_dtp_feedback_loss(f[2], fb, h[1], noise, p)[0],
+                                  fb_params, grads))
