@@ -128,3 +128,22 @@ def _check_conv_losses(rng):
     _, grads = conv_dtp_feedback_loss(f[2], fb, h[1], noise, fb_params)
     return max(err, _param_errors(lambda p: conv_dtp_feedback_loss(f[2], fb, h[1], noise, p)[0],
                                   fb_params, grads))
+
+
+@register_check("dtp/TPTT local loss dW_x, dW_h, db and inverse loss dV, dc", group="dtp")
+def _check_tptt(rng):
+    from ..layers.recurrent import RNN
+    from .target_propagation_rnn import tptt_feedback_loss, tptt_local_loss
+    rnn = RNN(2, 3, rng)
+    x = rng.standard_normal((3, 2, 2))
+    hs = rnn.forward(x)[0]
+    targets = hs + 0.1 * rng.standard_normal(hs.shape)
+    params = {k: v.copy() for k, v in rnn.params.items()}
+    err = _param_errors(lambda p: tptt_local_loss(rnn, x, hs, targets, p)[0], params,
+                        tptt_local_loss(rnn, x, hs, targets, params)[1])
+    noise = 0.2 * rng.standard_normal(hs[:-1].shape)
+    fb = {"V": rng.standard_normal((3, 3)), "c": 0.1 * rng.standard_normal(3)}
+
+    def inv(p):
+        return tptt_feedback_loss(rnn, x, hs, noise, rnn.params["W_x"], None, None, p)
+    return max(err, _param_errors(lambda p: inv(p)[0], fb, inv(fb)[1]))
