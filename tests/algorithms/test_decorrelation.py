@@ -210,7 +210,7 @@ def test_foldiak_reduces_correlations():
 
 
 def test_zca_oracle_whitens_the_batch(rng):
-    layer, dec, st = _dense_decor(6, mode="zca", mean_momentum=1.0, zca_eps=0.0)
+    layer, dec, st = _dense_decor(6, mode="zca", lr=0.0, mean_momentum=1.0, zca_eps=0.0)  # lr unused
     h = rng.standard_normal((200, 6)) @ rng.standard_normal((6, 6)) + 2.0
     _, cache = dec.forward(layer, h, st)
     dec.update(layer, st, cache)

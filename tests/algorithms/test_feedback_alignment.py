@@ -83,6 +83,27 @@ def test_fa_hand_worked_example():
     assert res.info["cosine_to_backprop_layers"][0] == -1.0       # opposite to BP's +6
 
 
+def test_dfa_hand_worked_example():
+    """1-2-1 net, identity activation, x = 1, W1 = (1, 2)^T, W2 = (3, -1), target 0.
+
+    h = (1, 2), a2 = 3 - 2 = 1, L = 1, e = 2. DFA with D_0 = (0.5, -1)^T:
+    delta_0 = D_0 e = (1, -2), so dW1 = (1, -2)^T, db1 = (1, -2); dW2 = e h = (2, 4).
+    (BP would send W2^T e = (6, -2).)
+    """
+    rng = np.random.default_rng(0)
+    model = Sequential([Dense(1, 2, rng), Identity(), Dense(2, 1, rng)])
+    model.layers[0].params["W"][:] = [[1.0], [2.0]]
+    model.layers[2].params["W"][:] = [[3.0, -1.0]]
+    dfa = DirectFeedbackAlignment(loss=mse)
+    state = dfa.init_state(model, rng)
+    state["D"][0] = np.array([[0.5], [-1.0]])
+    res = dfa.step(model, state, np.array([[1.0]]), np.array([[0.0]]))
+    assert res.loss == 1.0
+    np.testing.assert_array_equal(res.grads["0.W"], [[1.0], [-2.0]])
+    np.testing.assert_array_equal(res.grads["0.b"], [1.0, -2.0])
+    np.testing.assert_array_equal(res.grads["2.W"], [[2.0, 4.0]])
+
+
 def test_straight_through_is_fa_with_unit_derivatives(rng):
     """The authors' "DFA": delta_{k-1} = delta_k @ B_k, no f' (checked by hand)."""
     model = mlp([5, 6, 4, 3], "tanh", rng)
