@@ -55,7 +55,8 @@ sigma 6, beta 1000, lr 1e-3, wd 1e-3, m = 256, unshuffled, test accuracy:
   linear probe on the 10 output units 0.854; format layer (2 epochs) 0.851;
   backprop on the same net + linear head (SGD lr 0.05, wd 1e-5): 0.835 / 0.853;
   last block nHSIC(Z_L, X) 6.77, nHSIC(Z_L, Y) 7.79 (ceiling ~8.4);
-  HSIC 315 s for 470 steps, backprop 41 s for the same steps (~8x per step).
+  HSIC 315 s for 470 steps incl. per-epoch evaluation and BN calibration,
+  backprop 41 s (benchmarks/bench_hsic.py: ~3.3x per step at m = 256).
   sigma-combined (10240 images, width 128, output 64, 1 HSIC pass, 2 format
   epochs): sigma 1 0.722, sigma 5 0.810, sigma 10 0.808, combined 0.811.
 Authors' numbers (spec section 3, read from their Fig. 4: width 1024, 5 epochs):
