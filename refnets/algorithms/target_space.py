@@ -409,7 +409,7 @@ class TargetSpace(Algorithm):
         out, caches = model.forward(x, params)                  # minibatch, realised weights
         loss, dout = self.loss(out, y)
         check_loss_finite(loss, where)
-        _, grads = model.backward(dout, caches)                 # dW_mb: ordinary backprop
+        _, grads = model.backward(dout, caches, input_grad=False)   # dW_mb: ordinary backprop
         dT = self._target_gradients(model, state, recs, grads)
         self._write(model, params)
         info = {"residual": np.array([_residual(rec) for rec in solved]), "cond_max": cond_max}
