@@ -4,7 +4,12 @@ Every block k (Linear|Conv -> BatchNorm -> ReLU, or a residual block) is
 trained on its own objective, with no gradient crossing blocks (paper,
 Algorithm 1 "unformatted training"; authors' ``core/train_hsic.py``)::
 
-    J_k(theta_k) = nHSIC(Z_k, X) - beta * nHSIC(Z_k, Y)                (paper eq. 6 form)
+    J_k(theta_k) = nHSIC(Z_k, X) - beta * nHSIC(Z_k, Y)
+
+(the paper's HSIC-bottleneck objective, the information bottleneck
+min I(X; Z_k) - beta I(Z_k; Y) with HSIC in place of mutual information; its
+equation numbers are not cited here because they were not checked against
+the published version).
 
 X is always the network input (flattened pixels, unnormalised), Y the one-hot
 labels, Z_k the block's output on the batch (flattened), and nHSIC the
@@ -90,6 +95,9 @@ Deviations
 * float64 and ``np.linalg.solve`` (authors: float32 kernels, ``torch.inverse``).
 * Running statistics are updated once per batch per batch norm (authors:
   at each of their L+1 forward passes per batch, mostly with stale weights).
+* ResConv (``hsic_resconv``): the residual block has two 5x5 convs,
+  act(BN(conv(act(BN(conv x)))) + x), as the authors' ``BasicResidualBlockConv``
+  in ``model/block.py``; the spec's section 2.3 writes it with one conv.
 * No bias before batch norm by default (dead under BN; authors keep it, it only
   decays) -- see :func:`refnets.algorithms.hsic_models.hsic_mlp`.
 * Data order is the caller's (the authors do not shuffle); partial batches are

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from refnets.algorithms import get_method
-from refnets.algorithms import hsic_kernels as hk
 from refnets.algorithms.hsic import HSICBottleneck
 from refnets.algorithms.hsic_models import (backward_layers, forward_layers, hsic_mlp,
                                             split_blocks)
