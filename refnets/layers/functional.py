@@ -138,6 +138,8 @@ class FunctionalDense(Layer):
         if path == "fast" and not self.function.has_fast_path:
             raise ValueError(f"FunctionalDense: path='fast' needs a function with a matmul "
                              f"fast path, got {self.function.name} (use 'auto' or 'generic')")
+        if init not in ("official", "fan_in"):
+            raise ValueError(f"FunctionalDense: init must be 'official' or 'fan_in', got {init!r}")
         self.n_in, self.n_out, self.bias = int(n_in), int(n_out), bool(bias)
         self.max_elements = int(max_elements)
         self.path = "fast" if (path == "auto" and self.function.has_fast_path) else (

@@ -337,8 +337,10 @@ def test_bad_arguments(rng):
         FunctionalDense(3, 2, "F12", rng, path="fast")
     with pytest.raises(ValueError, match="path must be"):
         FunctionalDense(3, 2, "F12", rng, path="gpu")
-    with pytest.raises(ValueError, match="scheme must be"):
+    with pytest.raises(ValueError, match="init must be 'official' or 'fan_in', got 'xavier'"):
         FunctionalDense(3, 2, "F12", rng, init="xavier")
+    with pytest.raises(ValueError, match="scheme must be"):
+        get_function("F12").init(2, 3, rng, scheme="xavier")
     with pytest.raises(ValueError, match="rng must be"):
         FunctionalDense(3, 2, "F12", 0)
     layer = FunctionalDense(3, 2, "F12", rng)
