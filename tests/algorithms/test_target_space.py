@@ -486,3 +486,34 @@ def test_state_survives_a_checkpoint(rng, tmp_path):
     b = algo.step(model, loaded, x, y, rng)
     for key in a.grads:
         np.testing.assert_array_equal(a.grads[key], b.grads[key])
+
+
+def test_cosine_diagnostic_matches_explicit_jacobian(rng):
+    """J = dW/dT by centred differences (every target entry): dL/dT = J^T dL/dW, and the
+    reported cosine is cos(J dL/dT, dL/dW) (the weight change SGD on T implies)."""
+    model, algo, state = _setup(rng, n_bar=8)
+    x, y = _batch(rng)
+    res = algo.step(model, state, x, y, rng)
+    keys, T0 = list(state["targets"]), {k: v.copy() for k, v in state["targets"].items()}
+
+    def weights(T):
+        params, _ = algo.realise(model, state, T)
+        return np.concatenate([np.concatenate([params[k]["W"].ravel(), params[k]["b"]])
+                               for k in (0, 2, 4)])
+
+    cols = []
+    for key in keys:
+        for i in range(T0[key].size):
+            plus, minus = ({k: v.copy() for k, v in T0.items()} for _ in range(2))
+            plus[key].flat[i] += 1e-5
+            minus[key].flat[i] -= 1e-5
+            cols.append((weights(plus) - weights(minus)) / 2e-5)
+    J = np.array(cols).T
+    _, grads, _ = backprop_gradients(model, x, y)
+    g = np.concatenate([np.concatenate([grads[f"{k}.W"].ravel(), grads[f"{k}.b"]])
+                        for k in (0, 2, 4)])
+    dT = np.concatenate([res.grads[k].ravel() for k in keys])
+    assert rel_error(J.T @ g, dT) < 1e-7
+    Jd = J @ dT
+    exact = float(Jd @ g / (np.linalg.norm(Jd) * np.linalg.norm(g)))
+    assert abs(res.info["cosine_to_backprop"] - exact) < 1e-6
