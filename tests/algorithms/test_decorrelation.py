@@ -192,7 +192,9 @@ def test_P4_scaled_rule_whitens_up_to_a_scalar():
 
 
 def test_P4_offdiag_decorrelates_without_whitening():
-    _, Cz, ratio = _run_rule("offdiag", np.random.default_rng(5))
+    # the spec's eta = 0.01 needs ~3000 steps here; 3x the rate for 1/3 of the steps (measured:
+    # correlation RMS 0.006, whiteness 0.65, norm ratio 0.50, as with the spec's setting)
+    _, Cz, ratio = _run_rule("offdiag", np.random.default_rng(5), steps=1000, lr=0.03)
     assert _corr_rms(Cz) < 0.01
     assert rules.whiteness(Cz) > 0.4           # variances are left unequal
     assert ratio == pytest.approx(0.5, abs=0.1)   # and the norm drifts (spec §1.3: ~0.5)
