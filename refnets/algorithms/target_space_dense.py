@@ -209,13 +209,13 @@ class DenseRealiser:
         -------
         params : dict 'W' (n_out, n_in), 'b' (n_out,)
         out : ndarray like T, what the next layer reads
-        rec : dict for :meth:`backward` (solve cache, shapes, residual)
+        rec : dict for :meth:`backward` (solve cache, shapes, realised sums ``S``)
         """
         n_in, n_out = self.layer.n_in, self.layer.n_out
         A = design_matrix(x.reshape(-1, n_in))                  # [1, X_bar]
         W_full, solve = ridge_solve(A, T.reshape(-1, n_out), lam)
         S = solve["AW"]                                         # realised sums S_bar = A W
-        params = {"W": np.ascontiguousarray(W_full[1:].T), "b": W_full[0].copy()}
+        params = self.params_from_full(W_full)
         out = S.reshape(T.shape) if scu else T
         return params, out, {"solve": solve, "x_shape": x.shape, "T_shape": T.shape,
                              "S": S.reshape(T.shape), "scu": scu}
