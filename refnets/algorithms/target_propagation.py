@@ -113,6 +113,7 @@ import numpy as np
 from ..diagnostics import cosine
 from ..layers.activations import get_activation
 from ..layers.dense import Dense
+from ..layers.init import get_initializer
 from ..losses import mse, one_hot, softmax_cross_entropy
 from ..models import param_key
 from ..optim import Optimizer, get_optimizer
@@ -198,8 +199,13 @@ class DifferenceTargetPropagation(Algorithm):
                              f"got {first_target!r}")
         if schedule not in _SCHEDULES:
             raise ValueError(f"{where}: schedule must be one of {_SCHEDULES}, got {schedule!r}")
-        get_optimizer(feedback_optimizer, lr=feedback_lr)          # validates the name now
-        get_activation(feedback_activation)
+        for name, check in (("feedback_optimizer", lambda: get_optimizer(feedback_optimizer, lr=1.0)),
+                            ("feedback_activation", lambda: get_activation(feedback_activation)),
+                            ("feedback_init", lambda: get_initializer(feedback_init))):
+            try:                                          # validate the names now, not mid-run
+                check()
+            except ValueError as exc:
+                raise ValueError(f"{where}: {name}: {exc}") from None
         self.target_step, self.sigma = float(target_step), float(sigma)
         self.feedback_lr, self.feedback_optimizer = float(feedback_lr), feedback_optimizer
         self.feedback_weight_decay = float(feedback_weight_decay)
@@ -381,6 +387,11 @@ class DifferenceTargetPropagation(Algorithm):
         ``angle_per_layer`` (per block, vs backprop), ``cosine_to_backprop``
         (all parameters) and ``cosine_to_backprop_propagated`` (the blocks
         whose target came through at least one feedback map).
+
+        ``cosine_to_backprop`` compares the raw update vectors: the blocks
+        trained by (F) move by ~2η̂ x their gradient while a block trained by
+        the true gradient moves by 1 x, so it stays low (~0.2 on Fashion-MNIST)
+        even when every per-layer angle is small. Read the per-layer angles.
         """
         where = f"{type(self).__name__}.step (step {state['steps']})"
         f = self.blocks(model)
