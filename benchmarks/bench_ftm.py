@@ -13,7 +13,8 @@ upstream gradient. Cases:
 
 Before timing, the script checks that the fast and generic paths of every
 fast-path function agree (relative error < 1e-12) and that LIN equals Dense.
-Repetitions cycle through all cases in turn (interleaved) and the medians are
+Repetitions cycle through all cases in turn (interleaved; a repetition of a
+fast case runs enough back-to-back steps to last ~30 ms) and the medians are
 reported, so background load hits every case alike; the table gives each
 case's median time and its ratio to Dense, plus generic / fast per function.
 ``--chunks`` also times the generic path at several block sizes
@@ -89,12 +90,20 @@ def main():
     rng = np.random.default_rng(0)
     cases, x, dy = make_cases(args, rng)
 
+    # Each repetition of a case runs `inner` back-to-back steps (>= ~30 ms, so a fast case
+    # is not timed with caches cold from the previous, memory-heavy generic case).
+    inner = {}
+    for name, layer in cases.items():
+        t0 = time.perf_counter()
+        step(layer, x, dy)
+        inner[name] = max(1, int(0.03 / max(time.perf_counter() - t0, 1e-6)))
     times = {name: [] for name in cases}
     for _ in range(args.reps):                                  # interleaved repetitions
         for name, layer in cases.items():
             t0 = time.perf_counter()
-            step(layer, x, dy)
-            times[name].append(time.perf_counter() - t0)
+            for _ in range(inner[name]):
+                step(layer, x, dy)
+            times[name].append((time.perf_counter() - t0) / inner[name])
     med = {name: float(np.median(t)) for name, t in times.items()}
 
     print(f"one layer {args.n_in} -> {args.n_out}, batch {args.batch}, forward + backward, "
