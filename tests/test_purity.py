@@ -40,6 +40,7 @@ Flatten = _optional("pooling", "Flatten")
 BatchNorm = _optional("normalization", "BatchNorm")
 FunctionalDense = _optional("functional", "FunctionalDense")
 Residual = _optional("residual", "Residual")
+ConvTranspose2D = _optional("conv_transpose", "ConvTranspose2D")
 
 
 def _rnn_h0(rng):
@@ -75,6 +76,9 @@ CASES = {
         FunctionalDense(3, 4, "F01", r, path="generic"), r.uniform(0.1, 1.0, (5, 3)), {})),
     "Residual": (Residual, lambda r: (Residual([Dense(4, 4, r), Tanh(), Dense(4, 4, r)], "tanh"),
                                       r.standard_normal((5, 4)), {})),
+    "ConvTranspose2D": (ConvTranspose2D, lambda r: (
+        ConvTranspose2D(2, 3, 3, stride=2, padding=1, output_padding=1, rng=r),
+        r.standard_normal((2, 2, 4, 4)), {})),
 }
 LANDED = {name: factory for name, (cls, factory) in CASES.items() if cls is not None}
 
