@@ -207,3 +207,25 @@ def test_pi_memorisation_spec_6d(tmp_path):
     assert summary["digits"] == 400
     assert summary["recall_acc_bptt"] >= 0.9, summary
     assert summary["recall_acc_no_recurrence"] < 0.25, summary
+
+
+@pytest.mark.slow
+def test_depth_needs_fan_in_init_or_layerwise_training_spec_6c():
+    """Spec 6c: with the official init a 5-hidden-layer F16 net does not train end to end
+    (chance), while the fan-in-scaled init or greedy layer-wise training make it learn."""
+    d = load_fashion_mnist_small(n_train=2000, n_test=500, rng=np.random.default_rng(0))
+
+    def pool(x):
+        return x.reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).reshape(-1, 196)
+
+    data, x_test = (pool(d.x_train), d.y_train), pool(d.x_test)
+    sizes = [196] + [32] * 5 + [10]
+    acc = {}
+    for label, kwargs in (("official", {}), ("fan_in", {"init": "fan_in"}),
+                          ("layerwise", {"layerwise": True, "epochs_per_layer": 4})):
+        model, _ = train_ftnn(sizes, data, np.random.default_rng(0), function="F16",
+                              activation="relu", epochs=8, batch_size=50, **kwargs)
+        acc[label] = accuracy(model.forward(x_test)[0], d.y_test)
+    assert acc["official"] < 0.15, acc
+    assert acc["fan_in"] > 0.6, acc
+    assert acc["layerwise"] > 0.45, acc
