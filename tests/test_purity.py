@@ -39,6 +39,9 @@ AvgPool2D = _optional("pooling", "AvgPool2D")
 Flatten = _optional("pooling", "Flatten")
 BatchNorm = _optional("normalization", "BatchNorm")
 FunctionalDense = _optional("functional", "FunctionalDense")
+FunctionalConv2D = _optional("functional_conv", "FunctionalConv2D")
+FunctionalRNN = _optional("functional_recurrent", "FunctionalRNN")
+MemoryFunctional = _optional("functional_recurrent", "MemoryFunctional")
 Residual = _optional("residual", "Residual")
 ConvTranspose2D = _optional("conv_transpose", "ConvTranspose2D")
 
@@ -74,6 +77,16 @@ CASES = {
                                                         r.uniform(0.1, 1.0, (5, 3)), {})),
     "FunctionalDense-F01-generic": (FunctionalDense, lambda r: (
         FunctionalDense(3, 4, "F01", r, path="generic"), r.uniform(0.1, 1.0, (5, 3)), {})),
+    "FunctionalConv2D-F19": (FunctionalConv2D, lambda r: (
+        FunctionalConv2D(2, 3, 3, "F19", r, stride=2, padding=1), r.standard_normal((2, 2, 5, 5)), {})),
+    "FunctionalRNN-F12": (FunctionalRNN, lambda r: (
+        FunctionalRNN(3, 4, "F12", r, recurrent_function="F03"), r.standard_normal((5, 2, 3)),
+        {"h0": r.standard_normal((2, 4))})),
+    "MemoryFunctional-truncated": (MemoryFunctional, lambda r: (
+        MemoryFunctional(3, 4, r), r.standard_normal((5, 2, 3)), {})),
+    "MemoryFunctional-bptt-m0": (MemoryFunctional, lambda r: (
+        MemoryFunctional(3, 4, r, gradient="bptt"), r.standard_normal((5, 2, 3)),
+        {"m0": r.uniform(-1, 1, (2, 4, 3))})),
     "Residual": (Residual, lambda r: (Residual([Dense(4, 4, r), Tanh(), Dense(4, 4, r)], "tanh"),
                                       r.standard_normal((5, 4)), {})),
     "ConvTranspose2D": (ConvTranspose2D, lambda r: (
