@@ -58,6 +58,18 @@ Deviations
   :func:`train_layerwise` implements the greedy supervised scheme of Bengio et
   al. (2007): stage k trains hidden layer k plus a fresh output layer on the
   frozen features of layers 1..k-1, then the whole net is fine-tuned.
+* **Memory function** (:class:`refnets.layers.MemoryFunctional`). The code
+  keeps each connection's state inside the layer object (batch 1, ``reset``
+  by re-initialising); refnets layers hold no state, so the state is passed
+  explicitly (``m0``, returned as ``cache['m_last']``; ``m0=None`` is the
+  reset), batches of sequences are allowed, and exact full BPTT is offered
+  beside the code's one-step truncated gradient. Tutorial 51 updates once per
+  chunk of 21 transitions with Adam instead of after every digit with SGD
+  (``--chunk 1 --optimizer sgd --lr 0.02`` is the code's protocol).
+* **Extensions not in the paper**: the FTM Elman RNN
+  (:class:`refnets.layers.FunctionalRNN`, BPTT through input and recurrent
+  FTMs) and functional convolution (:class:`refnets.layers.FunctionalConv2D`,
+  an FTM on im2col patches), both as the spec suggests.
 * **Default function.** The registry default is F03 (a x^2 + b x): it is among
   the functions that reach 100% on two-spirals and among the best on the
   image subsets (tutorials 50 and 52), and it has an exact two-matmul fast
@@ -301,7 +313,8 @@ def train_ftnn(sizes, data, rng, function=DEFAULT_FUNCTION, activation="tanh", e
                                output=output, eval_data=eval_data, progress=progress, path=path)
     model = ftnn(sizes, function, activation, rng, init=init, output=output, path=path)
     history = train(model, algorithm, make_optimizer(), data, epochs, batch_size, rng,
-                    eval_data=eval_data, progress=progress, label=f"ftnn {get_function(function).name}")
+                    eval_data=eval_data, progress=progress,
+                    label=f"ftnn {get_function(function).name}")
     return model, [history]
 
 

@@ -14,8 +14,7 @@ import numpy as np
 
 from ..gradcheck import DEFAULT_H, check_layer, rel_error
 from ..selfcheck import register_check
-from .functional import FunctionalDense, draw_signs
-from .functional_types import FUNCTION_NAMES, get_function
+from .functional import FUNCTION_NAMES, FunctionalDense, draw_signs, get_function
 
 #: Finite differences stay this far from kinks (|kink argument| > KINK_MARGIN);
 #: a step h = 1e-5 moves a kink argument by at most ~h * |x| << 1e-3.

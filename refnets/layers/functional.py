@@ -60,11 +60,32 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Layer, check_array
-from .functional_types import (FUNCTION_NAMES, FUNCTIONS, FunctionType,  # noqa: F401
-                               get_function)
+from .functional_types import (F01, F02, F03, F04, F06, F07, F17, F18, F19, F20, LIN,
+                               FunctionType)
+from .functional_types_generic import F05, F08, F09, F10, F11, F12, F13, F14, F15, F16
 
 __all__ = ["FunctionalDense", "FunctionType", "FUNCTIONS", "FUNCTION_NAMES", "get_function",
            "DEFAULT_MAX_ELEMENTS", "MEMORY_BLOCKS"]
+
+#: name -> singleton instance of every function type, in the official order, LIN last.
+FUNCTIONS = {cls.name: cls() for cls in (F01, F02, F03, F04, F05, F06, F07, F08, F09, F10,
+                                         F11, F12, F13, F14, F15, F16, F17, F18, F19, F20,
+                                         LIN)}
+FUNCTION_NAMES = tuple(FUNCTIONS)
+
+
+def get_function(function):
+    """Return the :class:`FunctionType` named ``function`` ('F12', 'f12', 'LIN', ...).
+
+    A :class:`FunctionType` instance is passed through.
+    """
+    if isinstance(function, FunctionType):
+        return function
+    if isinstance(function, str) and function.upper() in FUNCTIONS:
+        return FUNCTIONS[function.upper()]
+    raise ValueError(f"function must be one of {list(FUNCTION_NAMES)} or a FunctionType, "
+                     f"got {function!r}")
+
 
 #: Default block size of the generic path (connection-samples per temporary array).
 DEFAULT_MAX_ELEMENTS = 2 ** 18

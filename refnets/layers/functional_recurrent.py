@@ -267,7 +267,8 @@ class FunctionalRNN(Layer):
         caches_h = []
         for t in range(T):
             ah, cache_h = self.recurrent_ftm.forward(h, {"theta": p["theta_h"]})
-            h = hs[t] = np.tanh(ax[t] + ah + p["b"])            # h_t = tanh(F_x o x_t + F_h o h_{t-1} + b)
+            # h_t = tanh(F_x o x_t + F_h o h_{t-1} + b)
+            h = hs[t] = np.tanh(ax[t] + ah + p["b"])
             caches_h.append(cache_h)
         return hs, {"cache_x": cache_x, "caches_h": caches_h, "h0": h0, "hs": hs}
 
