@@ -199,7 +199,8 @@ class DifferenceTargetPropagation(Algorithm):
                              f"got {first_target!r}")
         if schedule not in _SCHEDULES:
             raise ValueError(f"{where}: schedule must be one of {_SCHEDULES}, got {schedule!r}")
-        for name, check in (("feedback_optimizer", lambda: get_optimizer(feedback_optimizer, lr=1.0)),
+        for name, check in (("feedback_optimizer",
+                             lambda: get_optimizer(feedback_optimizer, lr=1.0)),
                             ("feedback_activation", lambda: get_activation(feedback_activation)),
                             ("feedback_init", lambda: get_initializer(feedback_init))):
             try:                                          # validate the names now, not mid-run
@@ -233,7 +234,7 @@ class DifferenceTargetPropagation(Algorithm):
         return n_blocks - 1 if self.first_target == "penultimate_grad" else n_blocks
 
     def feedback_shapes(self, f):
-        """{i: (n_in, n_out)} of every learned feedback map g_i: layer i -> layer i-1, i = 2..top."""
+        """{i: (n_in, n_out)} of every learned g_i (layer i -> layer i-1), i = 2..top."""
         top = self.top_layer(len(f) - 1)
         return {i: (f[i].dense.n_out, f[i].dense.n_in) for i in range(2, top + 1)}
 
@@ -326,7 +327,8 @@ class DifferenceTargetPropagation(Algorithm):
     def reconstruction_errors(self, f, state, h):
         """Noise-free (1/B) Σ ‖g_i(f_i(h_{i-1})) - h_{i-1}‖² for every feedback map."""
         # = reconstruction_error(f[i], g_i, h[i-1]), with f_i(h_{i-1}) = h_i already computed
-        return np.array([mse(self.g(state, i, h[i]), h[i - 1])[0] for i in sorted(state["feedback"])])
+        return np.array([mse(self.g(state, i, h[i]), h[i - 1])[0]
+                         for i in sorted(state["feedback"])])
 
     def feedback_params(self, state):
         """Flat {'i.V': V_i, 'i.c': c_i} view of the feedback arrays (updated in place)."""
@@ -477,7 +479,8 @@ def train_epoch_alternating(model, algorithm, state, optimizer, x, y, batch_size
         raise ValueError(f"{where}: algorithm must be a DifferenceTargetPropagation with "
                          f"schedule='epoch', got {algorithm!r}")
     if not isinstance(optimizer, Optimizer):
-        raise ValueError(f"{where}: optimizer must be a refnets Optimizer, got {type(optimizer).__name__}")
+        raise ValueError(f"{where}: optimizer must be a refnets Optimizer, "
+                         f"got {type(optimizer).__name__}")
     n = len(x)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or not 1 <= batch_size <= n:

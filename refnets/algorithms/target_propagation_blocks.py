@@ -68,13 +68,15 @@ def dense_blocks(model):
     """
     where = "DTP"
     if not isinstance(model, Sequential):
-        raise ValueError(f"{where}: model must be a refnets Sequential MLP, got {type(model).__name__}")
+        raise ValueError(f"{where}: model must be a refnets Sequential MLP, "
+                         f"got {type(model).__name__}")
     f, layers, k = [None], model.layers, 0
     while k < len(layers):
         if not isinstance(layers[k], Dense):
             raise ValueError(f"{where}: model.layers[{k}] must be a Dense layer (an MLP is "
                              f"Dense, activation, ..., Dense), got {layers[k]!r}")
-        act = layers[k + 1] if k + 1 < len(layers) and isinstance(layers[k + 1], Activation) else None
+        has_act = k + 1 < len(layers) and isinstance(layers[k + 1], Activation)
+        act = layers[k + 1] if has_act else None
         f.append(Block(k, layers[k], act))
         k += 1 if act is None else 2
     if f[-1].act is not None:
@@ -108,7 +110,7 @@ def apply_block(block, h_prev, params=None):
 
 
 def block_param_grads(block, caches, dh):
-    """Parameter gradients of a block given dh = dLoss/dh: {'W': δᵀ h_prev, 'b': Σ δ}, δ = s'(a) ⊙ dh."""
+    """Parameter gradients given dh = dLoss/dh: {'W': δᵀ h_prev, 'b': Σ δ}, δ = s'(a) ⊙ dh."""
     dcache, acache = caches
     da = dh if acache is None else block.act.backward(dh, acache)[0]
     return block.dense.backward_params(da, dcache)

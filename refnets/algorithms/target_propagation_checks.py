@@ -68,7 +68,8 @@ def _check_drl(rng):
     noise = 0.3 * rng.standard_normal((3, 5))
     params = g_maps[2][1]
     _, grads = drl_feedback_loss(f, g_maps, h, 2, 3, noise, params)
-    return _param_errors(lambda p: drl_feedback_loss(f, g_maps, h, 2, 3, noise, p)[0], params, grads)
+    return _param_errors(lambda p: drl_feedback_loss(f, g_maps, h, 2, 3, noise, p)[0],
+                         params, grads)
 
 
 @register_check("dtp/L-DRL feedback loss dV, dc (Ernoult 2022)", group="dtp")

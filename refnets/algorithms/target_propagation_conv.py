@@ -114,7 +114,7 @@ class ConvBlock:
         return h, caches
 
     def param_grads(self, caches, dh):
-        """Gradient of the main layer's parameters given dh = dLoss/dh (backprop inside the block)."""
+        """Main layer's parameter gradients given dh = dLoss/dh (backprop inside the block)."""
         for layer, cache in zip(reversed(self.free), reversed(caches[1:])):
             dh = layer.backward(dh, cache)[0]
         return self.main.backward_params(dh, caches[0])
@@ -201,7 +201,8 @@ def conv_ldrl_feedback_loss(block, fb, h_prev, noise_in, noise_out, params):
     r_eta, c_eta = fb.apply(u + noise_out, fwd, params)
     loss = (-2.0 * np.sum(noise_in * (r_eps - r)) + np.sum((r_eta - r) ** 2)) / n
     d_eps, d_eta = -2.0 * noise_in / n, 2.0 * (r_eta - r) / n
-    grads = [fb.param_grads(c, d) for c, d in ((c_eps, d_eps), (c_eta, d_eta), (c_r, -d_eps - d_eta))]
+    grads = [fb.param_grads(c, d)
+             for c, d in ((c_eps, d_eps), (c_eta, d_eta), (c_r, -d_eps - d_eta))]
     return float(loss), {k: grads[0][k] + grads[1][k] + grads[2][k] for k in grads[0]}
 
 
@@ -281,7 +282,8 @@ class ConvDifferenceTargetPropagation(DifferenceTargetPropagation):
         loss, dlogits = self.loss(h[L], y)
         if self.first_target == "penultimate_grad":            # (T1)
             dh_top, top_grads = f[L].main.backward(dlogits, caches[L][0])
-            return loss, dlogits, L - 1, h[L - 1] - self.target_step * len(h[0]) * dh_top, {L: top_grads}
+            target = h[L - 1] - self.target_step * len(h[0]) * dh_top
+            return loss, dlogits, L - 1, target, {L: top_grads}
         return loss, dlogits, L, h[L] - self.target_step * len(h[0]) * dlogits, {}
 
     def propagate_targets(self, f, state, h, top, target, caches=None):

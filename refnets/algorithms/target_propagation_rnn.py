@@ -250,7 +250,8 @@ class TargetPropagationThroughTime(Algorithm):
         loss, dlogits = self.loss(logits, y)
         check_loss_finite(loss, where)
         dh_T, head_grads = head.backward(dlogits, head_cache)
-        targets = self.propagate_targets(rnn, state, x, hs, hs[-1] - self.target_step * len(y) * dh_T)
+        target_T = hs[-1] - self.target_step * len(y) * dh_T                 # (T1)
+        targets = self.propagate_targets(rnn, state, x, hs, target_T)
         if not np.all(np.isfinite(targets)):
             raise FloatingPointError(f"{where}: targets contain NaN/inf (diverged)")
         fw_loss, rnn_grads = tptt_local_loss(rnn, x, hs, targets)
