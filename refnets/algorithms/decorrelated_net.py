@@ -10,7 +10,9 @@ the same with ``decorrelate=True`` or ``False``:
 * :func:`backward_params`: dL/dW, dL/db of a weight layer from dL/da;
 * :func:`backward_input`: dL/dh through W, or through a feedback matrix B;
 * :func:`backward_net`: exact backprop (the reference for ``cosine_to_backprop``);
-* :func:`update_decorrelators`: the R rules, after the step's forward/backward.
+* :func:`update_decorrelators`: the R rules, after the step's forward/backward;
+* :class:`DecorrelatedRule`: the base class that ends every step of the family
+  the same way (diagnostics, R update) and predicts in eval mode.
 
 A decorrelated layer's cache carries ``'decorrelated': True``; ``decor`` is a
 :class:`~refnets.algorithms.decorrelation.Decorrelation` or None.
@@ -23,10 +25,11 @@ import numpy as np
 from ..diagnostics import cosine
 from ..layers.conv import Conv2D
 from ..layers.dense import Dense
+from .base import Algorithm, StepResult
 
 __all__ = ["is_weight_layer", "weight_layer_indices", "layer_forward", "backward_params",
            "backward_input", "forward_net", "backward_net", "cosines_to_backprop",
-           "update_decorrelators"]
+           "update_decorrelators", "DecorrelatedRule"]
 
 
 def is_weight_layer(layer):
@@ -162,3 +165,26 @@ def update_decorrelators(model, decor, dstate, caches, step):
                                  where=f"decorrelation update of layer {k} at step {step}"))
     keys = ("offdiag_power", "diag_power", "whiteness", "R_norm", "gain", "dead_inputs")
     return {f"decor_{key}": np.array([r[key] for r in rows]) for key in keys}
+
+
+class DecorrelatedRule(Algorithm):
+    """Base of FA/DFA/NP/WP: their steps end, and they predict, the same way.
+
+    Subclasses set ``self.decor`` (a Decorrelation or None) and
+    ``self.track_backprop``, and keep the decorrelator states in
+    ``state["decor"]`` and the step count in ``state["step"]``.
+    """
+
+    def _finish(self, model, state, loss, dout, caches, grads, info=None):
+        """Backprop diagnostics, then the R update (after forward/backward, as in
+        the authors' code), then the StepResult with flat ``grads``."""
+        info = {} if info is None else info
+        if self.track_backprop:
+            _, bp = backward_net(model, self.decor, dout, caches)
+            info.update(cosines_to_backprop(model, grads, bp))
+        info.update(update_decorrelators(model, self.decor, state["decor"], caches, state["step"]))
+        return StepResult(loss=loss, grads=model.flatten(grads), info=info)
+
+    def predict(self, model, state, x):
+        """Eval mode: decorrelators use their running means."""
+        return forward_net(model, self.decor, state["decor"], x, train=False)[0]

@@ -62,16 +62,15 @@ from ..layers.activations import Activation
 from ..layers.dense import Dense
 from ..layers.init import get_initializer
 from ..losses import softmax_cross_entropy
-from .base import Algorithm, StepResult, check_loss_finite
-from .decorrelated_net import (backward_input, backward_net, backward_params,
-                               cosines_to_backprop, forward_net, update_decorrelators,
+from .base import check_loss_finite
+from .decorrelated_net import (DecorrelatedRule, backward_input, backward_params, forward_net,
                                weight_layer_indices)
 from .decorrelation import Decorrelation, as_decorrelation
 
 __all__ = ["FeedbackAlignment", "FAStraightThrough", "DirectFeedbackAlignment"]
 
 
-class _FeedbackBase(Algorithm):
+class _FeedbackBase(DecorrelatedRule):
     """Shared parts: decorrelators, forward, diagnostics, prediction."""
 
     def __init__(self, decorrelate=False, feedback_init="he_uniform", track_backprop=True,
@@ -98,18 +97,6 @@ class _FeedbackBase(Algorithm):
         loss, e = self.loss(out, y)
         check_loss_finite(loss, f"{type(self).__name__}.step {state['step']}")
         return loss, e, caches
-
-    def _finish(self, model, state, loss, e, caches, grads):
-        info = {}
-        if self.track_backprop:
-            _, bp = backward_net(model, self.decor, e, caches)
-            info.update(cosines_to_backprop(model, grads, bp))
-        info.update(update_decorrelators(model, self.decor, state["decor"], caches, state["step"]))
-        return StepResult(loss=loss, grads=model.flatten(grads), info=info)
-
-    def predict(self, model, state, x):
-        """Eval mode: decorrelators use their running means."""
-        return forward_net(model, self.decor, state["decor"], x, train=False)[0]
 
 
 class FeedbackAlignment(_FeedbackBase):

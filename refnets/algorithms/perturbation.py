@@ -63,10 +63,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..losses import log_softmax, mse, one_hot, softmax_cross_entropy
-from .base import Algorithm, StepResult, check_loss_finite
-from .decorrelated_net import (backward_net, backward_params, cosines_to_backprop, forward_net,
-                               is_weight_layer, layer_forward, update_decorrelators,
-                               weight_layer_indices)
+from .base import check_loss_finite
+from .decorrelated_net import (DecorrelatedRule, backward_params, forward_net, is_weight_layer,
+                               layer_forward, weight_layer_indices)
 from .decorrelation import Decorrelation, as_decorrelation
 
 __all__ = ["sample_losses", "NodePerturbation", "WeightPerturbation"]
@@ -109,7 +108,7 @@ def _check_rng(rng, where):
                          f"got {type(rng).__name__}")
 
 
-class _PerturbationBase(Algorithm):
+class _PerturbationBase(DecorrelatedRule):
     def __init__(self, sigma, decorrelate, track_backprop, loss):
         super().__init__(loss)
         self.sigma = _check_sigma(sigma, type(self).__name__)
@@ -133,17 +132,6 @@ class _PerturbationBase(Algorithm):
         check_loss_finite(loss, f"{type(self).__name__}.step {state['step']}")
         mus = [c.get("mu") if c.get("decorrelated") else None for c in caches]
         return out, loss, dout, caches, mus
-
-    def _finish(self, model, state, loss, dout, caches, grads, info):
-        if self.track_backprop:
-            _, bp = backward_net(model, self.decor, dout, caches)
-            info.update(cosines_to_backprop(model, grads, bp))
-        info.update(update_decorrelators(model, self.decor, state["decor"], caches, state["step"]))
-        return StepResult(loss=loss, grads=model.flatten(grads), info=info)
-
-    def predict(self, model, state, x):
-        """Eval mode: decorrelators use their running means."""
-        return forward_net(model, self.decor, state["decor"], x, train=False)[0]
 
 
 class NodePerturbation(_PerturbationBase):

@@ -47,25 +47,10 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Layer, check_array
-from .conv import col2im, im2col
+from .conv import _pair, col2im, im2col
 from .init import get_initializer
 
 __all__ = ["ConvTranspose2D"]
-
-
-def _pair(value, name, where, minimum=1):
-    """int or pair of ints (each >= minimum) -> (a, b)."""
-    def is_int(v):
-        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-    if is_int(value):
-        pair = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
-        pair = (int(value[0]), int(value[1]))
-    else:
-        raise ValueError(f"{where}: {name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"{where}: {name} must be >= {minimum}, got {value!r}")
-    return pair
 
 
 class ConvTranspose2D(Layer):
