@@ -75,6 +75,23 @@ def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+def _channels(c_in, c_out, where):
+    """Validate the channel counts of a conv-like layer -> (c_in, c_out) as ints."""
+    for name, v in (("c_in", c_in), ("c_out", c_out)):
+        if not _is_int(v) or v < 1:
+            raise ValueError(f"{where}: {name} must be a positive int, got {v!r}")
+    return int(c_in), int(c_out)
+
+
+def _check_nchw(x, c_in, where):
+    """``x`` as a floating (N, c_in, H, W) array, or a ValueError naming it."""
+    x = check_array(x, "x", ndim=4, where=where)
+    if x.shape[1] != c_in:
+        raise ValueError(f"{where}: x must have {c_in} channels (N, {c_in}, H, W), "
+                         f"got shape {x.shape}")
+    return x
+
+
 def _pair(value, name, where, minimum=1):
     """int or pair of ints (each >= minimum) -> (a, b)."""
     if _is_int(value):
@@ -321,13 +338,10 @@ class Conv2D(Layer):
                  init="glorot_uniform", bias=True):
         super().__init__()
         where = "Conv2D"
-        for name, v in (("c_in", c_in), ("c_out", c_out)):
-            if not _is_int(v) or v < 1:
-                raise ValueError(f"{where}: {name} must be a positive int, got {v!r}")
+        self.c_in, self.c_out = _channels(c_in, c_out, where)
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"{where}: rng must be a numpy.random.Generator "
                              f"(np.random.default_rng(seed)), got {type(rng).__name__}")
-        self.c_in, self.c_out = int(c_in), int(c_out)
         self.kernel_size = _pair(kernel_size, "kernel_size", where)
         self.stride = _pair(stride, "stride", where)
         self.padding = _padding(padding, *self.kernel_size, self.stride, where)
@@ -370,10 +384,7 @@ class Conv2D(Layer):
         """
         where = "Conv2D.forward"
         p = self._params(params)
-        x = check_array(x, "x", ndim=4, where=where)
-        if x.shape[1] != self.c_in:
-            raise ValueError(f"{where}: x must have {self.c_in} channels (N, {self.c_in}, H, W), "
-                             f"got shape {x.shape}")
+        x = _check_nchw(x, self.c_in, where)
         kh, kw = self.kernel_size
         _, _, (ho, wo) = _geometry(x.shape[2:], kh, kw, self.stride, self.padding, where)
         W = p["W"]

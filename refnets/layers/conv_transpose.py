@@ -46,8 +46,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, check_array
-from .conv import _pair, col2im, im2col
+from .base import Layer
+from .conv import _channels, _check_nchw, _pair, col2im, im2col
 from .init import get_initializer
 
 __all__ = ["ConvTranspose2D"]
@@ -76,10 +76,7 @@ class ConvTranspose2D(Layer):
                  rng=None, init="glorot_uniform", bias=True):
         super().__init__()
         where = "ConvTranspose2D"
-        for name, v in (("c_in", c_in), ("c_out", c_out)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{where}: {name} must be a positive int, got {v!r}")
-        self.c_in, self.c_out = int(c_in), int(c_out)
+        self.c_in, self.c_out = _channels(c_in, c_out, where)
         self.kernel_size = _pair(kernel_size, "kernel_size", where)
         self.stride = _pair(stride, "stride", where)
         self.padding = _pair(padding, "padding", where, minimum=0)
@@ -123,10 +120,7 @@ class ConvTranspose2D(Layer):
         """
         where = "ConvTranspose2D.forward"
         p = self._params(params)
-        x = check_array(x, "x", ndim=4, where=where)
-        if x.shape[1] != self.c_in:
-            raise ValueError(f"{where}: x must have {self.c_in} channels (N, {self.c_in}, H, W), "
-                             f"got shape {x.shape}")
+        x = _check_nchw(x, self.c_in, where)
         n, _, h, w = x.shape
         y_shape = (n, self.c_out) + self.output_hw((h, w))
         kh, kw = self.kernel_size

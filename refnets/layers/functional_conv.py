@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, check_array
-from .conv import col2im, conv_output_shape, im2col
+from .base import Layer
+from .conv import _channels, _check_nchw, col2im, conv_output_shape, im2col
 from .functional import DEFAULT_MAX_ELEMENTS, FunctionalDense
 
 __all__ = ["FunctionalConv2D"]
@@ -73,12 +73,9 @@ class FunctionalConv2D(Layer):
                  init="official", path="auto", max_elements=DEFAULT_MAX_ELEMENTS):
         super().__init__()
         where = "FunctionalConv2D"
-        for name, v in (("c_in", c_in), ("c_out", c_out)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{where}: {name} must be a positive int, got {v!r}")
+        self.c_in, self.c_out = _channels(c_in, c_out, where)
         kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
         conv_output_shape((kh, kw), (kh, kw), stride, padding)    # validates the geometry args
-        self.c_in, self.c_out = int(c_in), int(c_out)
         self.kernel_size, self.stride, self.padding = (int(kh), int(kw)), stride, padding
         self.ftm = FunctionalDense(self.c_in * kh * kw, self.c_out, function, rng, init=init,
                                    path=path, max_elements=max_elements)
@@ -118,10 +115,7 @@ class FunctionalConv2D(Layer):
         """
         where = "FunctionalConv2D.forward"
         p = self._params(params)
-        x = check_array(x, "x", ndim=4, where=where)
-        if x.shape[1] != self.c_in:
-            raise ValueError(f"{where}: x must have {self.c_in} channels (N, {self.c_in}, H, W), "
-                             f"got shape {x.shape}")
+        x = _check_nchw(x, self.c_in, where)
         kh, kw = self.kernel_size
         ho, wo = conv_output_shape(x.shape, self.kernel_size, self.stride, self.padding)
         cols = im2col(x, kh, kw, self.stride, self.padding)      # (N*Ho*Wo, C_in*kh*kw)
