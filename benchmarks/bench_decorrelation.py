@@ -30,8 +30,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from refnets.algorithms import decorrelation_rules as rules  # noqa: E402
-from refnets.algorithms.decorrelation import MODES, Decorrelation  # noqa: E402
+from refnets.algorithms.decorrelation import rules  # noqa: E402
+from refnets.algorithms.decorrelation.algorithm import MODES, Decorrelation  # noqa: E402
 from refnets.layers import Conv2D, Dense  # noqa: E402
 from refnets.plotting import format_table  # noqa: E402
 

@@ -30,8 +30,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from refnets.algorithms.backprop import Backprop  # noqa: E402
-from refnets.algorithms.target_propagation import DifferenceTargetPropagation  # noqa: E402
-from refnets.algorithms.target_propagation_variants import (  # noqa: E402
+from refnets.algorithms.target_propagation.algorithm import DifferenceTargetPropagation  # noqa: E402
+from refnets.algorithms.target_propagation.variants import (  # noqa: E402
     DifferenceReconstructionLoss, DirectDTP, FixedWeightDTP, LocalDifferenceReconstructionLoss)
 from refnets.models import mlp  # noqa: E402
 from refnets.optim import LeeRMSprop  # noqa: E402

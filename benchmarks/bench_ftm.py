@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from refnets.gradcheck import rel_error  # noqa: E402
 from refnets.layers import Dense  # noqa: E402
-from refnets.layers.functional import FunctionalDense  # noqa: E402
+from refnets.layers.functional.dense import FunctionalDense  # noqa: E402
 
 FAST_FUNCTIONS = ("LIN", "F03", "F04", "F19")
 GENERIC_ONLY = ("F05", "F09", "F12", "F16")

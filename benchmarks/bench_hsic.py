@@ -40,8 +40,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from refnets.algorithms.backprop import Backprop  # noqa: E402
-from refnets.algorithms.hsic import HSICBottleneck  # noqa: E402
-from refnets.algorithms.hsic_models import forward_layers, hsic_mlp  # noqa: E402
+from refnets.algorithms.hsic.algorithm import HSICBottleneck  # noqa: E402
+from refnets.algorithms.hsic.models import forward_layers, hsic_mlp  # noqa: E402
 from refnets.layers import Dense  # noqa: E402
 from refnets.models import Sequential  # noqa: E402
 from refnets.optim import SGD  # noqa: E402

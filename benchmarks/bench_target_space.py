@@ -41,8 +41,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from refnets.algorithms.backprop import Backprop  # noqa: E402
-from refnets.algorithms.target_space import TargetSpace  # noqa: E402
-from refnets.algorithms.target_space_solve import ridge_solve  # noqa: E402
+from refnets.algorithms.target_space.algorithm import TargetSpace  # noqa: E402
+from refnets.algorithms.target_space.solve import ridge_solve  # noqa: E402
 from refnets.losses import masked_softmax_cross_entropy  # noqa: E402
 from refnets.models import convnet, mlp, rnn_classifier  # noqa: E402
 from refnets.plotting import format_table  # noqa: E402

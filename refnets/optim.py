@@ -147,7 +147,7 @@ class LeeRMSprop(Optimizer):
     momentum SGD with learning rate lr / sqrt(c) ~ 31.6 lr; it is not PyTorch's
     ``RMSprop(centered=True, momentum=0.9)``, whose eps is outside the root and
     tiny. Used to reproduce Lee et al. (2015); see ``docs`` of
-    :mod:`refnets.algorithms.target_propagation`.
+    :mod:`refnets.algorithms.target_propagation.algorithm`.
 
     Parameters
     ----------

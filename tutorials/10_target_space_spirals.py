@@ -33,7 +33,7 @@ realise       A_bar_0 = [1, X_bar];  for k = 1..L:
                 S_bar_k = A_bar_{k-1} W_k;  A_bar_k = [A_bar_{k-1}, tanh(S_bar_k)]   (shortcuts)
 loss          L(T) = mean_n CE(net(x_n; W_1(T), ..., W_L(T)), y_n)   on the minibatch
 gradient      dL/dT_k through every solve, including later solves' dependence on
-              layer k's realised output (refnets.algorithms.target_space, spec 1.4)
+              layer k's realised output (refnets.algorithms.target_space.algorithm, spec 1.4)
 update        T <- Adam(T, dL/dT), lr 0.01; weight space: W <- Adam(W, dL/dW), lr 0.01
 
 Run
@@ -66,7 +66,7 @@ only after ~2500 steps (learning_curves.png): the A-path is what makes SCU
 fast. OCU is clearly worse, as the authors' code comments say.
 How this relates to the paper and the spec: the paper's Fig. 4 shows this
 contrast qualitatively (its numbers could not be read here; see the module
-docs of refnets.algorithms.target_space). The spec's NumPy prototype measured
+docs of refnets.algorithms.target_space.algorithm). The spec's NumPy prototype measured
 TS 100 % train in 10/10 seeds, test mean 0.992, WS train 0.968 / test 0.829,
 OCU train 0.64-0.94: the numbers above agree (one TS seed ends at test 0.918
 after an Adam excursion near step 3800, visible in the curves).
@@ -84,7 +84,7 @@ import numpy as np
 
 from refnets import plotting
 from refnets.algorithms.backprop import Backprop
-from refnets.algorithms.target_space import TargetSpace, shortcut_mlp, tf1_weight_init
+from refnets.algorithms.target_space.algorithm import TargetSpace, shortcut_mlp, tf1_weight_init
 from refnets.datasets import two_spirals
 from refnets.losses import accuracy
 from refnets.models import mlp

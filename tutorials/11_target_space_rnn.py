@@ -69,7 +69,7 @@ import numpy as np
 
 from refnets import plotting
 from refnets.algorithms.backprop import Backprop
-from refnets.algorithms.target_space import TargetSpace, tf1_weight_init
+from refnets.algorithms.target_space.algorithm import TargetSpace, tf1_weight_init
 from refnets.datasets import bit_sequences
 from refnets.losses import masked_softmax_cross_entropy
 from refnets.models import rnn_classifier

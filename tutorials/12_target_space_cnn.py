@@ -79,7 +79,7 @@ import numpy as np
 
 from refnets import plotting
 from refnets.algorithms.backprop import Backprop
-from refnets.algorithms.target_space import TargetSpace, tf1_weight_init
+from refnets.algorithms.target_space.algorithm import TargetSpace, tf1_weight_init
 from refnets.datasets import load_fashion_mnist_small
 from refnets.models import convnet
 from refnets.optim import Adam

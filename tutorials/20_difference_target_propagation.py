@@ -98,9 +98,9 @@ import numpy as np
 
 from refnets import mlp, plotting
 from refnets.algorithms.backprop import Backprop
-from refnets.algorithms.target_propagation import LEE_HYPERPARAMETERS as LEE
-from refnets.algorithms.target_propagation import DifferenceTargetPropagation
-from refnets.algorithms.target_propagation_variants import LocalDifferenceReconstructionLoss
+from refnets.algorithms.target_propagation.algorithm import LEE_HYPERPARAMETERS as LEE
+from refnets.algorithms.target_propagation.algorithm import DifferenceTargetPropagation
+from refnets.algorithms.target_propagation.variants import LocalDifferenceReconstructionLoss
 from refnets.datasets import load_fashion_mnist, load_fashion_mnist_small
 from refnets.optim import LeeRMSprop
 from refnets.training import train

@@ -24,7 +24,7 @@ Paper
 -----
 W.-D. K. Ma, J. P. Lewis, W. B. Kleijn, "The HSIC Bottleneck: Deep Learning
 without Back-Propagation", AAAI 2020, arXiv:1908.01580; official code
-github.com/choasma/HSIC-bottleneck. Implementation: refnets.algorithms.hsic
+github.com/choasma/HSIC-bottleneck. Implementation: refnets.algorithms.hsic.algorithm
 (algorithm), hsic_kernels (estimators and gradients), hsic_metrics, hsic_format.
 
 Equations
@@ -84,11 +84,11 @@ import numpy as np
 
 from refnets import plotting
 from refnets.algorithms.backprop import Backprop
-from refnets.algorithms import hsic_kernels as hk
-from refnets.algorithms import hsic_metrics as hm
-from refnets.algorithms.hsic import HSICBottleneck
-from refnets.algorithms.hsic_format import HSICSigmaCombined, combined_format_setup, format_setup
-from refnets.algorithms.hsic_models import hsic_mlp
+from refnets.algorithms.hsic import kernels as hk
+from refnets.algorithms.hsic import metrics as hm
+from refnets.algorithms.hsic.algorithm import HSICBottleneck
+from refnets.algorithms.hsic.format import HSICSigmaCombined, combined_format_setup, format_setup
+from refnets.algorithms.hsic.models import hsic_mlp
 from refnets.datasets import load_fashion_mnist, load_fashion_mnist_small, minibatches
 from refnets.layers import Dense
 from refnets.models import Sequential
@@ -146,7 +146,7 @@ print(f"\nHSIC net {sizes}: {n_blocks} blocks Linear -> BN -> ReLU")
 
 
 def hsic_accuracies(tag):
-    """The four readings of the unformatted output (see refnets.algorithms.hsic_metrics)."""
+    """The four readings of the unformatted output (see refnets.algorithms.hsic.metrics)."""
     out_batch = np.vstack([algo.features(model, state, x_test[i:i + batch], bn="batch")
                            for i in range(0, len(x_test), batch)])   # authors: BN per test batch
     greedy, _ = hm.greedy_unit_accuracy(out_batch, y_test, 10)

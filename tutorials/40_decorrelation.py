@@ -38,7 +38,7 @@ weights (all rules)      dW_k = delta_k z_k^T; the rules differ in delta_k:
   DFA  delta_k     = f' * D_k e                         (D_k fixed random, e = output error)
   NP   delta_k     = (L_noisy - L_clean) eps_k / sigma^2   (eps_k ~ N(0, sigma^2) on a_k)
 Whitened inputs make gradient descent on W follow the input factor of the natural
-gradient, dW C_x^-1 (refnets.algorithms.decorrelation, spec §2).
+gradient, dW C_x^-1 (refnets.algorithms.decorrelation.algorithm, spec §2).
 
 Run
 ---
@@ -92,11 +92,11 @@ from pathlib import Path
 import numpy as np
 
 from refnets import plotting
-from refnets.algorithms.decorrelated_net import forward_net
-from refnets.algorithms.decorrelation import DecorrelatedBackprop, Decorrelation
-from refnets.algorithms.decorrelation_rules import suggest_decor_lr
-from refnets.algorithms.feedback_alignment import DirectFeedbackAlignment, FeedbackAlignment
-from refnets.algorithms.perturbation import NodePerturbation
+from refnets.algorithms.decorrelation.net import forward_net
+from refnets.algorithms.decorrelation.algorithm import DecorrelatedBackprop, Decorrelation
+from refnets.algorithms.decorrelation.rules import suggest_decor_lr
+from refnets.algorithms.decorrelation.feedback_alignment import DirectFeedbackAlignment, FeedbackAlignment
+from refnets.algorithms.decorrelation.perturbation import NodePerturbation
 from refnets.datasets import load_fashion_mnist_small
 from refnets.layers import Dense
 from refnets.losses import mse

@@ -68,9 +68,9 @@ from pathlib import Path
 import numpy as np
 
 from refnets import plotting
-from refnets.algorithms.functional_transfer import FunctionalTransfer, ftnn
+from refnets.algorithms.functional_transfer.algorithm import FunctionalTransfer, ftnn
 from refnets.datasets import two_spirals
-from refnets.layers.functional import get_function
+from refnets.layers.functional.dense import get_function
 from refnets.losses import accuracy
 from refnets.optim import Adam
 

@@ -82,7 +82,7 @@ import numpy as np
 from refnets import plotting
 from refnets.datasets import pi_digits
 from refnets.layers import Dense, Tanh
-from refnets.layers.functional_recurrent import MemoryFunctional
+from refnets.layers.functional.recurrent import MemoryFunctional
 from refnets.losses import softmax_cross_entropy
 from refnets.optim import SGD, Adam
 

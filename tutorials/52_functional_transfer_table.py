@@ -72,9 +72,9 @@ from pathlib import Path
 import numpy as np
 
 from refnets import plotting
-from refnets.algorithms.functional_transfer import FunctionalTransfer, ftnn, train_ftnn
+from refnets.algorithms.functional_transfer.algorithm import FunctionalTransfer, ftnn, train_ftnn
 from refnets.datasets import load_fashion_mnist_small
-from refnets.layers.functional import FUNCTION_NAMES, get_function
+from refnets.layers.functional.dense import FUNCTION_NAMES, get_function
 from refnets.losses import accuracy
 from refnets.optim import Adam
 from refnets.training import train

@@ -5,8 +5,9 @@ whose ``build`` makes a ready-to-train (model, algorithm, optimizer) triple
 for a given MLP architecture. ``refnets compare`` trains every registered
 method on the same data and layer sizes.
 
-To add a method: write ``refnets/algorithms/<name>.py``, call ``register`` at
-its bottom, and add the module name to ``METHOD_MODULES`` below.
+To add a method: write a package ``refnets/algorithms/<name>/`` (or a module
+for a one-file method), call ``register`` from it, and add its name to
+``METHOD_MODULES`` below.
 """
 
 from __future__ import annotations
@@ -25,11 +26,8 @@ METHOD_MODULES = (
     "backprop",
     "target_space",
     "decorrelation",
-    "feedback_alignment",
-    "perturbation",
     "hsic",
     "target_propagation",
-    "target_propagation_variants",
     "functional_transfer",
 )
 

@@ -8,9 +8,7 @@ from .conv import Conv2D, col2im, conv2d_naive, conv_output_shape, im2col
 from .conv_transpose import ConvTranspose2D
 from .dense import Dense
 from .pooling import AvgPool2D, Flatten, MaxPool2D
-from .functional import FunctionalDense
-from .functional_conv import FunctionalConv2D
-from .functional_recurrent import FunctionalRNN, MemoryFunctional
+from .functional import FunctionalConv2D, FunctionalDense, FunctionalRNN, MemoryFunctional
 from .normalization import BatchNorm
 from .recurrent import RNN, LastStep
 from .residual import Residual

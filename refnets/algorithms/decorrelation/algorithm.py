@@ -1,0 +1,492 @@
+"""Decorrelation before every layer (Ahmad 2024), trained with backprop.
+
+A square matrix R (initialised to I) sits in front of every Dense and Conv2D
+layer and feeds the layer a decorrelated input::
+
+    train:  mu = batch mean of h;   running_mu <- (1 - m) running_mu + m mu
+    eval :  mu = running_mu
+    z = R (h - mu)                  rows: z = (h - mu) @ R.T          [spec §1.1]
+    a = W z + b                     the layer itself, unchanged
+
+R is **not** trained by gradients: after the forward/backward of a training
+step it moves by a local rule on a sub-batch (default the paper's
+norm-preserving ``R <- s (I - eta C_z) R``; see
+:mod:`refnets.algorithms.decorrelation.rules`). The loss gradient does flow
+*through* R and through the batch-mean subtraction, as through BatchNorm::
+
+    dL/dh = g R - mean_batch(g R),   g = dL/dz                        [spec §1.1]
+
+(dense; a conv layer applies the same per channel after col2im). For a conv
+layer R is patch-wise: D = C_in kh kw, every receptive field (a row of
+``im2col``) is one sample, and the conv weights act as a 1x1 conv on the
+decorrelated patches; at R = I this is the original conv (spec §1.4, P1).
+
+Why: for a = W x, gradient descent on V in W = V R with R C_x R^T = c I moves
+W along -eta c grad_W L C_x^-1, the input factor of the natural gradient
+(spec §2, P5). The same rescues approximate rules (feedback alignment, node
+perturbation), which only change the W update; they use the functions below
+(:func:`forward_net`, :func:`backward_params`, :func:`backward_input`) with
+``decorrelate=True``.
+
+Symbol table
+------------
+==============  =========================  ==================================
+paper / spec     code name                  shape
+==============  =========================  ==================================
+h               ``h``                       (N, d) dense; (N, C_in, H, W) conv
+mu              ``mu``, ``running_mean``    (d,) dense; (C_in,) conv
+R               ``state['R']``              (d, d); conv d = D = C_in kh kw
+z = R(h - mu)   ``z``                       (N, d); conv (N H_out W_out, D)
+S, k            first ``k`` rows            k = min(N, max(floor(f N) + 1, d))
+C_z             ``C``                       (d, d), second moment over S
+s               ``s``                       scalar gain
+eta             ``Decorrelation.lr``        scalar
+W, b            the layer's params          (n_out, d) / (C_out, C_in, kh, kw)
+a = W z + b     ``a``                       (N, n_out) / (N, C_out, H_out, W_out)
+==============  =========================  ==================================
+
+Deviations
+----------
+* Equation references are to the sections of the refnets spec
+  (``decorrelation.md``), which transcribes the paper and the authors' code
+  (``nasiryahm/CorrelationsRuinGD``); the paper's own equation numbers were
+  not available offline.
+* Orientation: z = R(h - mu) and R <- s(I - eta C)R, the paper-era (ICLR)
+  dense and the conv form. The authors' latest dense code applies z = R^T h
+  with the same update (spec §4.2 quirk 1); ``legacy_head_dense=True``
+  reproduces it for cross-checks only.
+* The update runs inside ``step`` after the forward and backward pass, from
+  the stored h and z: the step's output and gradient use the old R, the same
+  ordering as the authors' in-forward update.
+* Sub-batch: the first k = floor(f N) + 1 rows (authors), but **at least d**
+  rows (or the whole batch) so C_z is not rank-deficient for small batches
+  (spec pitfall 5); conv: the first k images, all their positions.
+* Gain s: per-sample mean of norm ratios with the 1e-8 inside the square
+  root (HEAD); the ICLR-submission commit used a ratio of RMS values.
+* Zero-variance inputs (constant pixels, dead units): R's columns along them
+  are never shrunk and grow like s^t (spec pitfall 3). ``guard=True``
+  (default) leaves the columns of inputs with zero variance in the sub-batch
+  unchanged, which is the same rule restricted to the live inputs (those
+  columns multiply zeros anyway); any non-finite R or ||R||_F above
+  ``max_norm`` raises FloatingPointError naming the layer and the step.
+  ``info['decor_dead_inputs']`` reports how many inputs were frozen.
+* ``zca`` uses an exponential running covariance of the centred inputs
+  (momentum ``mean_momentum``), whitens to unit variance, and floors the
+  eigenvalues at ``zca_eps * mean(eigenvalues)``: an O(d^3) oracle, not the
+  paper's method.
+* A later version of the authors' code also multiplies W by (I - eta C)^-1
+  after each R step so that W R is unchanged by the R update; not done here
+  (the paper's rule leaves W alone).
+* The noisy and perturbed passes of node/weight perturbation reuse the clean
+  pass's batch mean (the authors' NP code centres the doubled batch).
+
+References
+----------
+N. Ahmad (2024), "Correlations Are Ruining Your Gradient Descent",
+arXiv:2407.10780. P. Földiák (1990), "Forming sparse representations by local
+anti-Hebbian learning", Biol. Cybern. 64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...layers.conv import Conv2D, col2im, im2col
+from ...layers.dense import Dense
+from ...losses import softmax_cross_entropy
+from ...selfcheck import register_check
+from . import rules
+from ..base import Algorithm, StepResult, check_loss_finite
+from .net import (backward_net, forward_net, is_weight_layer, update_decorrelators,
+                               weight_layer_indices)
+
+__all__ = ["MODES", "Decorrelation", "as_decorrelation", "DecorrelatedBackprop",
+           "weight_layer_indices"]
+
+#: The named update rules of R.
+MODES = ("scaled", "offdiag", "whiten", "zca", "foldiak")
+
+
+class Decorrelation:
+    """Configuration and per-layer maths of the decorrelators.
+
+    Parameters
+    ----------
+    mode : {'scaled', 'offdiag', 'whiten', 'zca', 'foldiak'}
+        Update rule of R (see :mod:`~refnets.algorithms.decorrelation.rules`);
+        'scaled' is the paper's.
+    lr : float >= 0
+        eta. Stable only while eta * lambda_max(C_z) << 1: scale it with the
+        input power (``suggest_decor_lr``). 0 freezes R.
+    center : bool
+        Subtract the batch mean (train) / running mean (eval) before R. The
+        authors' latest code always centres; their paper-era 'scaled' did not.
+    sample_frac : float in (0, 1]
+        f: the first floor(f N) + 1 rows form the sub-batch (authors'
+        ``perc_samples``), at least ``min(N, d)`` rows.
+    mean_momentum : float in (0, 1]
+        m of the running mean (and of zca's running covariance).
+    guard : bool
+        Freeze R's columns along inputs with zero variance in the sub-batch.
+    var_tol : float
+        An input is dead when its sub-batch mean square (after centring) is
+        <= var_tol times the largest one.
+    max_norm : float, optional
+        ||R||_F above this raises FloatingPointError (default 1e6 sqrt(d)).
+    zca_eps : float
+        Relative eigenvalue floor of mode 'zca'.
+    legacy_head_dense : bool
+        Dense layers use the authors' HEAD orientation z = R^T (h - mu).
+    """
+
+    def __init__(self, mode="scaled", lr=1e-3, center=True, sample_frac=0.1, mean_momentum=0.1,
+                 guard=True, var_tol=1e-12, max_norm=None, zca_eps=1e-5, legacy_head_dense=False):
+        where = "Decorrelation"
+        if mode not in MODES:
+            raise ValueError(f"{where}: mode must be one of {MODES}, got {mode!r}")
+        if not (isinstance(lr, (int, float, np.floating)) and np.isfinite(lr) and lr >= 0):
+            raise ValueError(f"{where}: lr must be a finite number >= 0, got {lr!r}")
+        if not (isinstance(sample_frac, (int, float)) and 0 < sample_frac <= 1):
+            raise ValueError(f"{where}: sample_frac must lie in (0, 1], got {sample_frac!r}")
+        if not (isinstance(mean_momentum, (int, float)) and 0 < mean_momentum <= 1):
+            raise ValueError(f"{where}: mean_momentum must lie in (0, 1], got {mean_momentum!r}")
+        if not (var_tol >= 0 and np.isfinite(var_tol)):
+            raise ValueError(f"{where}: var_tol must be a finite number >= 0, got {var_tol!r}")
+        if max_norm is not None and not max_norm > 0:
+            raise ValueError(f"{where}: max_norm must be > 0 or None, got {max_norm!r}")
+        if not zca_eps >= 0:
+            raise ValueError(f"{where}: zca_eps must be >= 0, got {zca_eps!r}")
+        self.mode, self.lr, self.center = mode, float(lr), bool(center)
+        self.sample_frac, self.mean_momentum = float(sample_frac), float(mean_momentum)
+        self.guard, self.var_tol, self.max_norm = bool(guard), float(var_tol), max_norm
+        self.zca_eps, self.legacy_head_dense = float(zca_eps), bool(legacy_head_dense)
+
+    def __repr__(self):
+        return (f"Decorrelation(mode={self.mode!r}, lr={self.lr}, center={self.center}, "
+                f"sample_frac={self.sample_frac})")
+
+    # ------------------------------------------------------------------ state
+    def init_layer(self, layer):
+        """State of one decorrelator: R = I, running mean 0 (spec §1.5)."""
+        if isinstance(layer, Dense):
+            d, n_mean = layer.n_in, layer.n_in
+        elif isinstance(layer, Conv2D):
+            d, n_mean = layer.c_in * layer.kernel_size[0] * layer.kernel_size[1], layer.c_in
+        else:
+            raise ValueError(f"Decorrelation.init_layer: layer must be Dense or Conv2D, "
+                             f"got {type(layer).__name__}")
+        st = {"R": np.eye(d), "running_mean": np.zeros(n_mean), "updates": 0}
+        if self.mode == "foldiak":
+            st["M"] = np.zeros((d, d))
+        return st
+
+    def init_state(self, model):
+        """One decorrelator state per Dense/Conv2D layer, None for the others."""
+        return [self.init_layer(layer) if is_weight_layer(layer) else None
+                for layer in model.layers]
+
+    # ---------------------------------------------------------------- forward
+    def _mean(self, h, st, train, mu, axes):
+        """(mu used, whether the gradient flows through it)."""
+        if not self.center:
+            return np.zeros(st["running_mean"].shape), False
+        if mu is not None:
+            return np.asarray(mu), False
+        if train:
+            return h.mean(axis=axes), True
+        return st["running_mean"], False
+
+    def forward(self, layer, h, st, train=True, params=None, mu=None):
+        """a = W R (h - mu) + b for one Dense or Conv2D layer.
+
+        Parameters
+        ----------
+        layer : Dense or Conv2D
+        h : ndarray of shape (N, d) or (N, C_in, H, W)
+        st : dict, this layer's decorrelator state (see :meth:`init_layer`)
+        train : bool
+            Batch mean (gradient flows through it) and a running-mean update;
+            otherwise the running mean, no state change.
+        params : dict, optional
+            The layer's W, b to use (default its own).
+        mu : ndarray, optional
+            Use this mean instead (no gradient through it, no running-mean
+            update): the noisy passes of perturbation methods.
+
+        Returns
+        -------
+        a : the layer output
+        cache : dict with h, the centred input, z, R, mu and the layer's cache.
+        """
+        where = f"Decorrelation.forward ({layer!r})"
+        R = st["R"]
+        if isinstance(layer, Dense):
+            if np.ndim(h) != 2 or np.shape(h)[1] != layer.n_in:
+                raise ValueError(f"{where}: h must have shape (N, {layer.n_in}), got {np.shape(h)}")
+            mu_used, through = self._mean(h, st, train, mu, 0)
+            hc = h - mu_used
+            z = hc @ R if self.legacy_head_dense else hc @ R.T           # z = R (h - mu)
+            a, lcache = layer.forward(z, params)
+            cache = {"layer": lcache}
+        elif isinstance(layer, Conv2D):
+            if np.ndim(h) != 4 or np.shape(h)[1] != layer.c_in:
+                raise ValueError(f"{where}: h must have shape (N, {layer.c_in}, H, W), "
+                                 f"got {np.shape(h)}")
+            p = layer.params if params is None else params
+            mu_used, through = self._mean(h, st, train, mu, (0, 2, 3))
+            hc = h - mu_used[:, None, None]                     # centre per channel, before padding
+            kh, kw = layer.kernel_size
+            cols = im2col(hc, kh, kw, layer.stride, layer.padding)   # (N*P, D) patches
+            z = cols @ R.T                                      # z = R patch
+            W = p["W"]
+            A = z @ W.reshape(layer.c_out, -1).T                # the conv as a 1x1 conv on z
+            if layer.bias:
+                A = A + p["b"]
+            n, (ho, wo) = h.shape[0], layer.output_shape(h.shape)[1:]
+            a = np.ascontiguousarray(A.reshape(n, ho, wo, layer.c_out).transpose(0, 3, 1, 2))
+            cache = {"cols": cols, "W": W, "x_shape": h.shape, "a_shape": a.shape}
+        else:
+            raise ValueError(f"{where}: layer must be Dense or Conv2D, got {type(layer).__name__}")
+        if train and through:
+            m = self.mean_momentum
+            st["running_mean"] = (1 - m) * st["running_mean"] + m * mu_used
+        cache.update({"decorrelated": True, "h": h, "hc": hc, "z": z, "R": R, "mu": mu_used,
+                      "mean_grad": through})
+        return a, cache
+
+    # --------------------------------------------------------------- backward
+    def backward_params(self, layer, da, cache):
+        """dL/dW = da^T z (sum over the batch / positions), dL/db = sum of da."""
+        if isinstance(layer, Dense):
+            return layer.backward_params(da, cache["layer"])
+        dA = da.transpose(0, 2, 3, 1).reshape(-1, layer.c_out)          # (N*P, C_out)
+        grads = {"W": (dA.T @ cache["z"]).reshape(cache["W"].shape)}
+        if layer.bias:
+            grads["b"] = dA.sum(axis=0)
+        return grads
+
+    def backward_input(self, layer, da, cache, W=None):
+        """dL/dh through W (or a feedback matrix ``W``), R and the mean subtraction.
+
+        dz = da W (or da B);  d(h - mu) = dz R;  dh = d(h - mu) - batch mean
+        of it when the batch mean was subtracted (spec §1.1).
+        """
+        R = cache["R"]
+        if isinstance(layer, Dense):
+            dz = layer.backward_input(da, cache["layer"], W=W)
+            dhc = dz @ R.T if self.legacy_head_dense else dz @ R
+            axes = 0
+        else:
+            W = cache["W"] if W is None else W
+            if np.shape(W) != cache["W"].shape:
+                raise ValueError(f"Decorrelation.backward_input: W must have shape "
+                                 f"{cache['W'].shape}, got {np.shape(W)}")
+            dA = da.transpose(0, 2, 3, 1).reshape(-1, layer.c_out)
+            dz = dA @ W.reshape(layer.c_out, -1)                         # (N*P, D)
+            kh, kw = layer.kernel_size
+            dhc = col2im(dz @ R, cache["x_shape"], kh, kw, layer.stride, layer.padding)
+            axes = (0, 2, 3)
+        if cache["mean_grad"]:
+            dhc = dhc - dhc.mean(axis=axes, keepdims=True)
+        return dhc
+
+    # ----------------------------------------------------------------- update
+    def _sub_batch(self, layer, cache):
+        """(Z_s, H_raw_s, Hc_s): the first k samples (rows) of z, raw h and centred h."""
+        h, z = cache["h"], cache["z"]
+        n, d = h.shape[0], z.shape[1]
+        if isinstance(layer, Dense):
+            k = min(n, max(int(self.sample_frac * n) + 1, d))
+            hc_s = cache["hc"][:k]
+            return z[:k], h[:k], hc_s
+        positions = z.shape[0] // n
+        k = min(n, max(int(self.sample_frac * n) + 1, -(-d // positions)))
+        kh, kw = layer.kernel_size
+        raw = im2col(h[:k], kh, kw, layer.stride, layer.padding)    # un-centred, zero-padded
+        rows = k * positions
+        return z[:rows], raw, cache["cols"][:rows]
+
+    def update(self, layer, st, cache, where="Decorrelation.update"):
+        """Apply the rule of ``mode`` to ``st['R']`` from one training forward's cache.
+
+        Returns
+        -------
+        info : dict of floats: 'offdiag_power', 'diag_power' and 'whiteness' of
+            C_z on the sub-batch (before the update), 'R_norm' (after),
+            'dead_inputs', 'gain' (s, 1.0 for rules without a gain).
+
+        Raises
+        ------
+        FloatingPointError
+            R became non-finite or ||R||_F exceeds ``max_norm``.
+        """
+        R = st["R"]
+        d = R.shape[0]
+        Z, H_raw, Hc = self._sub_batch(layer, cache)
+        # C_z itself when d is not much larger than k (then C R = C @ R reuses it)
+        C = rules.second_moment(Z) if d <= Z.shape[0] else None
+        info = {"gain": 1.0}
+        if C is not None:
+            info.update(offdiag_power=rules.offdiag_power(C), diag_power=rules.diag_power(C),
+                        whiteness=rules.whiteness(C))
+        else:                       # d > k: the powers from the k x k Gram matrix (cheaper)
+            G = Z @ Z.T / Z.shape[0]
+            c_diag = np.einsum("ij,ij->j", Z, Z) / Z.shape[0]
+            total = float(np.sum(G * G))                     # ||C||_F^2 = ||Z Z^T||_F^2 / k^2
+            diag_sq = float(np.sum(c_diag ** 2))
+            c = c_diag.mean()
+            info.update(offdiag_power=(total - diag_sq) / (d * (d - 1)),
+                        diag_power=diag_sq / d,
+                        whiteness=float(np.sqrt(max(total - 2 * c * c_diag.sum() + d * c * c, 0.0))
+                                        / (abs(c) * np.sqrt(d))) if c else float("nan"))
+        v = np.einsum("ij,ij->j", Hc, Hc) / Hc.shape[0]      # per-input mean square
+        dead = v <= self.var_tol * v.max() if v.max() > 0 else np.ones(d, dtype=bool)
+        info["dead_inputs"] = float(dead.sum())
+        if (self.lr == 0 and self.mode != "zca") or (self.guard and dead.all()):
+            info["R_norm"] = float(np.linalg.norm(R))
+            return info
+
+        if self.mode == "scaled":
+            R_new, s = rules.scaled_update(R, Z, H_raw, self.lr, C)
+            info["gain"] = s
+        elif self.mode == "offdiag":
+            R_new = rules.offdiag_update(R, Z, self.lr, C)
+        elif self.mode == "whiten":
+            R_new = rules.whiten_update(R, Z, self.lr, C)
+        elif self.mode == "foldiak":
+            st["M"], R_new = rules.foldiak_update(st["M"], Z, self.lr, C)
+        else:  # zca: running covariance of the centred inputs of the whole batch
+            hc = cache["cols"] if isinstance(layer, Conv2D) else cache["hc"]
+            C_b = hc.T @ hc / hc.shape[0]
+            m = self.mean_momentum
+            st["cov"] = C_b if "cov" not in st else (1 - m) * st["cov"] + m * C_b
+            R_new = rules.zca_matrix(st["cov"], self.zca_eps)
+
+        if self.guard and dead.any() and self.mode in ("scaled", "offdiag", "whiten"):
+            if self.legacy_head_dense and isinstance(layer, Dense):
+                R_new[dead, :] = R[dead, :]      # z = R^T hc: input j is row j of R
+            else:
+                R_new[:, dead] = R[:, dead]      # z = R hc: input j is column j of R
+        norm = float(np.linalg.norm(R_new))
+        limit = self.max_norm if self.max_norm is not None else 1e6 * np.sqrt(d)
+        if not np.isfinite(norm) or norm > limit:
+            raise FloatingPointError(
+                f"{where}: the decorrelation matrix R diverged (||R||_F = {norm:.3g}, limit "
+                f"{limit:.3g}; mode {self.mode!r}, lr {self.lr}, {int(dead.sum())} dead inputs, "
+                f"largest C_z diagonal {float(np.max(np.einsum('ij,ij->j', Z, Z)) / Z.shape[0]):.3g}). "
+                f"Lower lr so that lr * lambda_max(C_z) << 1 (suggest_decor_lr), or keep guard=True")
+        st["R"] = R_new
+        st["updates"] += 1
+        info["R_norm"] = norm
+        return info
+
+
+def as_decorrelation(decorrelate):
+    """``False``/None -> None, ``True`` -> Decorrelation(), a Decorrelation -> itself."""
+    if decorrelate is None or decorrelate is False:
+        return None
+    if decorrelate is True:
+        return Decorrelation()
+    if isinstance(decorrelate, Decorrelation):
+        return decorrelate
+    raise ValueError(f"decorrelate must be True, False or a Decorrelation, got {decorrelate!r}")
+
+
+# ---------------------------------------------------------------------------
+# Backprop through decorrelated layers
+# ---------------------------------------------------------------------------
+class DecorrelatedBackprop(Algorithm):
+    """Backprop on a network with a decorrelator before every Dense/Conv2D layer.
+
+    Parameters
+    ----------
+    decorrelate : bool or Decorrelation
+        True: ``Decorrelation()`` defaults; False: plain backprop through the
+        same loop (the reference of the degenerate-case tests).
+    loss : callable, default softmax cross-entropy (mean over the batch)
+    """
+
+    name = "decor-bp"
+
+    def __init__(self, decorrelate=True, loss=softmax_cross_entropy):
+        super().__init__(loss)
+        self.decor = as_decorrelation(decorrelate)
+
+    def __repr__(self):
+        return f"DecorrelatedBackprop(decorrelate={self.decor!r})"
+
+    def init_state(self, model, rng=None):
+        """{'decor': per-layer decorrelator states (or None), 'step': 0}."""
+        return {"decor": None if self.decor is None else self.decor.init_state(model), "step": 0}
+
+    def step(self, model, state, x, y, rng=None):
+        """Forward (batch mean), backward through W, R and the mean; then R's rule."""
+        state["step"] += 1
+        out, caches = forward_net(model, self.decor, state["decor"], x, train=True)
+        loss, dout = self.loss(out, y)
+        check_loss_finite(loss, f"{type(self).__name__}.step {state['step']}")
+        _, grads = backward_net(model, self.decor, dout, caches)
+        info = update_decorrelators(model, self.decor, state["decor"], caches, state["step"])
+        return StepResult(loss=loss, grads=model.flatten(grads), info=info)
+
+    def predict(self, model, state, x):
+        """Eval mode: running means, R unchanged."""
+        return forward_net(model, self.decor, state["decor"], x, train=False)[0]
+
+
+# ---------------------------------------------------------------------------
+# Self-checks (``refnets gradcheck``): the backward through R and the batch mean
+# ---------------------------------------------------------------------------
+def _check_decorrelated(layer, h, R, rng):
+    """Worst relative error of dL/dh, dL/dW, dL/db of a decorrelated layer (train mode)."""
+    from ...gradcheck import numerical_vjp, rel_error
+    dec = Decorrelation()
+    st = dec.init_layer(layer)
+    st["R"] = R
+
+    def run(v, p=None):
+        return dec.forward(layer, v, dict(st), params=p)[0]
+
+    a, cache = dec.forward(layer, h, dict(st))
+    da = rng.standard_normal(a.shape)
+    errs = [rel_error(dec.backward_input(layer, da, cache), numerical_vjp(run, h.copy(), da))]
+    grads = dec.backward_params(layer, da, cache)
+    for key in layer.params:
+        def f(v, key=key):
+            return run(h, dict(layer.params, **{key: v}))
+        errs.append(rel_error(grads[key], numerical_vjp(f, layer.params[key].copy(), da)))
+    return max(errs)
+
+
+@register_check("decorrelation/Dense: dL/dh through R and the batch mean, dW, db",
+                group="decorrelation")
+def _check_dense(rng):
+    layer = Dense(4, 3, rng)
+    return _check_decorrelated(layer, rng.standard_normal((5, 4)) + 2.0,
+                               np.eye(4) + 0.3 * rng.standard_normal((4, 4)), rng)
+
+
+@register_check("decorrelation/Conv2D (patch-wise R, stride 2, pad 1): dL/dh, dW, db",
+                group="decorrelation")
+def _check_conv(rng):
+    layer = Conv2D(2, 2, 3, stride=2, padding=1, rng=rng)
+    return _check_decorrelated(layer, rng.standard_normal((2, 2, 5, 5)) + 1.0,
+                               np.eye(18) + 0.2 * rng.standard_normal((18, 18)), rng)
+
+
+def _build(sizes, activation, rng, x_train=None, y_train=None):
+    """Registry factory: decorrelated MLP, backprop, Adam(1e-3, betas 0.9/0.9999)."""
+    from ...models import mlp
+    from ...optim import Adam
+    from .. import Setup
+    return Setup(mlp(sizes, activation, rng), DecorrelatedBackprop(Decorrelation(lr=1e-3)),
+                 Adam(lr=1e-3, beta2=0.9999))
+
+
+def _register():
+    from .. import Method, register
+    register(Method("decor-bp", _build, "backprop with a decorrelating R before every layer",
+                    "Ahmad 2024, arXiv:2407.10780"))
+
+
+_register()

@@ -1,0 +1,249 @@
+"""Feedback alignment (FA), its straight-through variant, and direct feedback alignment (DFA).
+
+All three keep the forward pass and the local weight update of backprop,
+``dL/dW_k = delta_k z_k^T``, and change only how the error ``delta_k`` at
+layer k's output a_k reaches the hidden layers (column notation, e = dL/da_L
+at the output, f' the derivative of the nonlinearity after layer k)::
+
+    BP   delta_{k-1} = f'(a_{k-1}) * J_k^T (W_k^T delta_k)                     (exact)
+    FA   delta_{k-1} = f'(a_{k-1}) * J_k^T (B_k^T delta_k)     B_k fixed random, shape of W_k
+    FA-straight-through: FA with f' := 1 in the backward pass (the authors' "DFA")
+    DFA  delta_k     = f'(a_k) * (D_k e)                       D_k fixed random (n_k, C)
+
+J_k^T is the decorrelator's backward (R_k^T, then the batch-mean subtraction)
+when ``decorrelate=True`` and the identity otherwise; it stays exact in every
+variant (spec §2). In row layout the FA line is
+``Dense.backward_input(delta, cache, W=B)`` = ``delta @ B``.
+
+Symbol table
+------------
+===============  ==========================  ===================================
+paper symbol     code name                   shape
+===============  ==========================  ===================================
+W_k              ``model.layers[k].params``  (n_out, n_in) / (C_out, C_in, kh, kw)
+B_k (FA)         ``state['B'][k]``           shape of W_k
+D_k (DFA)        ``state['D'][k]``           (n_out_k, n_classes)
+e                ``e``                       (N, n_classes), dL/d(logits), mean loss
+delta_k          ``delta``                   (N, n_out_k) = dL/da_k (FA's version)
+z_k              decorrelated input          (N, n_in)
+===============  ==========================  ===================================
+
+Deviations
+----------
+* The authors' code (``nasiryahm/CorrelationsRuinGD``) calls FA with a
+  straight-through LeakyReLU "DFA"; it is not Nøkland's DFA. Here
+  :class:`DirectFeedbackAlignment` is Nøkland's rule and the authors' variant
+  is :class:`FAStraightThrough` (spec §2, §4.2 quirk 5).
+* B_k is drawn like the authors' ``kaiming_uniform_``: U(-sqrt(6/fan_in),
+  +sqrt(6/fan_in)) (refnets ``he_uniform``), in float64 (theirs is float32).
+  D_k uses the same initialiser on shape (n_out_k, C). No B for the first
+  weight layer: its input gradient is never needed.
+* Conv layers: FA sends the error through B with the conv's own backward,
+  including a bias gradient (the authors' conv FA returns none; spec
+  appendix). DFA supports Dense layers only (D_k needs the output size,
+  unknown for a conv before the first batch).
+* Equation references are to Lillicrap et al. (2016) and Nøkland (2016) and
+  to the sections of the refnets spec ``decorrelation.md``.
+
+References
+----------
+T. Lillicrap, D. Cownden, D. Tweed, C. Akerman (2016), "Random synaptic
+feedback weights support error backpropagation for deep learning", Nat.
+Commun. 7:13276. A. Nøkland (2016), "Direct feedback alignment provides
+learning in deep neural networks", NeurIPS. N. Ahmad (2024), arXiv:2407.10780.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...diagnostics import angle_degrees
+from ...layers.activations import Activation
+from ...layers.dense import Dense
+from ...layers.init import get_initializer
+from ...losses import softmax_cross_entropy
+from ..base import check_loss_finite
+from .net import (DecorrelatedRule, backward_input, backward_params, forward_net,
+                               weight_layer_indices)
+from .algorithm import Decorrelation, as_decorrelation
+
+__all__ = ["FeedbackAlignment", "FAStraightThrough", "DirectFeedbackAlignment"]
+
+
+class _FeedbackBase(DecorrelatedRule):
+    """Shared parts: decorrelators, forward, diagnostics, prediction."""
+
+    def __init__(self, decorrelate=False, feedback_init="he_uniform", track_backprop=True,
+                 loss=softmax_cross_entropy):
+        super().__init__(loss)
+        self.decor = as_decorrelation(decorrelate)
+        self.feedback_init = get_initializer(feedback_init)
+        self.track_backprop = bool(track_backprop)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(decorrelate={self.decor!r})"
+
+    def _init_common(self, model, rng):
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"{type(self).__name__}.init_state: rng must be a "
+                             f"numpy.random.Generator, got {type(rng).__name__}")
+        if not weight_layer_indices(model):
+            raise ValueError(f"{type(self).__name__}.init_state: model has no Dense/Conv2D layer")
+        return {"decor": None if self.decor is None else self.decor.init_state(model), "step": 0}
+
+    def _forward(self, model, state, x, y):
+        state["step"] += 1
+        out, caches = forward_net(model, self.decor, state["decor"], x, train=True)
+        loss, e = self.loss(out, y)
+        check_loss_finite(loss, f"{type(self).__name__}.step {state['step']}")
+        return loss, e, caches
+
+
+class FeedbackAlignment(_FeedbackBase):
+    """Feedback alignment: a fixed random B_k replaces W_k^T on the error path.
+
+    Parameters
+    ----------
+    decorrelate : bool or Decorrelation
+        Put a decorrelator before every weight layer (default False).
+    feedback_init : str or callable
+        Initialiser of B (default 'he_uniform' = the authors' kaiming_uniform_).
+    straight_through : bool
+        Treat every activation as the identity in the backward pass (the
+        authors' "DFA"); see :class:`FAStraightThrough`.
+    track_backprop : bool
+        Also compute the exact gradient for ``info['cosine_to_backprop']``.
+    loss : callable
+
+    Notes
+    -----
+    info: 'cosine_to_backprop' (float) and 'cosine_to_backprop_layers',
+    'alignment_angle' (degrees between W_k and B_k, per weight layer after the
+    first), plus the decorrelators' diagnostics.
+    """
+
+    name = "fa"
+
+    def __init__(self, decorrelate=False, feedback_init="he_uniform", straight_through=False,
+                 track_backprop=True, loss=softmax_cross_entropy):
+        super().__init__(decorrelate, feedback_init, track_backprop, loss)
+        self.straight_through = bool(straight_through)
+
+    def init_state(self, model, rng):
+        """B_k ~ feedback_init, shape of W_k, for every weight layer but the first."""
+        state = self._init_common(model, rng)
+        ks = weight_layer_indices(model)
+        state["B"] = {k: np.asarray(self.feedback_init(model.layers[k].params["W"].shape, rng),
+                                    dtype=np.float64) for k in ks[1:]}
+        return state
+
+    def step(self, model, state, x, y, rng=None):
+        """Forward; error sent down through B_k (and R_k^T); local dW = delta z^T."""
+        loss, e, caches = self._forward(model, state, x, y)
+        first = weight_layer_indices(model)[0]
+        grads, delta = [{} for _ in model.layers], e
+        for k in range(len(model.layers) - 1, first - 1, -1):
+            layer = model.layers[k]
+            if k in state["B"] or k == first:                       # a weight layer
+                grads[k] = backward_params(layer, delta, caches[k], self.decor)
+                if k == first:
+                    break
+                delta = backward_input(layer, delta, caches[k], self.decor, W=state["B"][k])
+            elif self.straight_through and isinstance(layer, Activation):
+                continue                                            # f' := 1
+            else:
+                delta, grads[k] = layer.backward(delta, caches[k])
+        res = self._finish(model, state, loss, e, caches, grads)
+        res.info["alignment_angle"] = np.array(
+            [angle_degrees(model.layers[k].params["W"], B) for k, B in state["B"].items()])
+        return res
+
+
+class FAStraightThrough(FeedbackAlignment):
+    """FA with the activation derivatives replaced by 1 (what the authors' code calls "DFA").
+
+    The forward pass keeps the nonlinearity; the error path is
+    B_{k+1}^T ... B_L^T e interleaved with the decorrelators' backward only
+    (spec §2). Not direct feedback alignment: see
+    :class:`DirectFeedbackAlignment`.
+    """
+
+    name = "fa-straight-through"
+
+    def __init__(self, decorrelate=False, feedback_init="he_uniform", track_backprop=True,
+                 loss=softmax_cross_entropy):
+        super().__init__(decorrelate, feedback_init, True, track_backprop, loss)
+
+
+class DirectFeedbackAlignment(_FeedbackBase):
+    """Direct feedback alignment (Nøkland 2016): delta_k = f'(a_k) * (D_k e).
+
+    The output error e reaches every hidden layer directly through a fixed
+    random D_k (n_out_k, C); the last layer gets e itself. Dense layers only.
+    With decorrelation the direct path skips the decorrelators above layer k
+    (there is no chain to send the error through); they only change z_k.
+
+    Parameters
+    ----------
+    decorrelate, feedback_init, track_backprop, loss : as :class:`FeedbackAlignment`
+    """
+
+    name = "dfa"
+
+    def init_state(self, model, rng):
+        """D_k ~ feedback_init of shape (n_out_k, n_classes) for every weight layer but the last."""
+        state = self._init_common(model, rng)
+        ks = weight_layer_indices(model)
+        for k in ks:
+            if not isinstance(model.layers[k], Dense):
+                raise ValueError(f"DirectFeedbackAlignment.init_state: supports Dense layers only, "
+                                 f"got {model.layers[k]!r} at layer {k}")
+        n_classes = model.layers[ks[-1]].n_out
+        state["D"] = {k: np.asarray(self.feedback_init((model.layers[k].n_out, n_classes), rng),
+                                    dtype=np.float64) for k in ks[:-1]}
+        return state
+
+    def step(self, model, state, x, y, rng=None):
+        """Forward; delta_k = f'(a_k) * (e D_k^T) for hidden layers, e for the last."""
+        loss, e, caches = self._forward(model, state, x, y)
+        ks = weight_layer_indices(model)
+        grads = [{} for _ in model.layers]
+        for k in ks:
+            if k == ks[-1]:
+                delta = e
+            else:
+                delta = e @ state["D"][k].T                         # D_k e, (N, n_out_k)
+                nxt = model.layers[k + 1] if k + 1 < len(model.layers) else None
+                if isinstance(nxt, Activation):
+                    delta, _ = nxt.backward(delta, caches[k + 1])   # * f'(a_k)
+            grads[k] = backward_params(model.layers[k], delta, caches[k], self.decor)
+        return self._finish(model, state, loss, e, caches, grads)
+
+
+def _fa_setup(sizes, activation, rng, decorrelate):
+    from ...models import mlp
+    from ...optim import Adam
+    from .. import Setup
+    return Setup(mlp(sizes, activation, rng), FeedbackAlignment(decorrelate=decorrelate),
+                 Adam(lr=1e-3, beta2=0.9999))
+
+
+def _build_fa(sizes, activation, rng, x_train=None, y_train=None):
+    """Registry factory: FA, Adam(1e-3, betas 0.9/0.9999)."""
+    return _fa_setup(sizes, activation, rng, False)
+
+
+def _build_decor_fa(sizes, activation, rng, x_train=None, y_train=None):
+    """Registry factory: FA with the scaled decorrelation rule (lr 1e-3)."""
+    return _fa_setup(sizes, activation, rng, Decorrelation(lr=1e-3))
+
+
+def _register():
+    from .. import Method, register
+    register(Method("fa", _build_fa, "feedback alignment: fixed random B replaces W^T",
+                    "Lillicrap et al. 2016"))
+    register(Method("decor-fa", _build_decor_fa, "feedback alignment after decorrelating R",
+                    "Ahmad 2024, arXiv:2407.10780"))
+
+
+_register()

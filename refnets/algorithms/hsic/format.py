@@ -1,0 +1,213 @@
+"""After HSIC training: the format layer and the sigma-combined network.
+
+Format layer (paper section "format training"; authors' ``engine.py::training_format``,
+issue #8): the HSIC-trained net is frozen and a single linear output layer is
+trained with SGD and cross-entropy on its features::
+
+    logits = f(x) W^T + b,   f = frozen HSIC net (batch norm in evaluation mode),
+    only (W, b) are updated; no gradient reaches the HSIC net.
+
+:class:`HSICFormat` is an ordinary :class:`~refnets.algorithms.base.Algorithm`
+whose ``model`` is the output layer alone, so the usual training loop trains it.
+
+Sigma-combined network (Fig. 6b; authors' ``ModelEnsembleComb``): several HSIC
+nets with different kernel widths sigma (1, 5, 10) are trained independently on
+the same batches, frozen, and their outputs combined -- averaged in the
+authors' code (``combine='mean'``), or concatenated (``combine='concat'``, as
+the issue describes it) -- then normalised by a batch norm with batch
+statistics and formatted by one linear layer. :class:`HSICSigmaCombined`
+trains the members; :func:`combined_format_setup` builds the format stage.
+
+Deviations
+----------
+* The authors' format stage puts the frozen net in ``.eval()`` mode (running
+  BN statistics, accumulated during HSIC training); so does
+  :func:`format_setup` by default (``bn='running'``).
+* The authors' combined net re-creates its normalising BatchNorm1d at every
+  forward pass (hence batch statistics even at test time); here it is one
+  non-affine :class:`~refnets.layers.normalization.BatchNorm` in training
+  mode, which computes exactly that.
+* Format optimiser: plain SGD with weight decay 1e-3 (authors') by default;
+  the sigma-combined format uses momentum 0.9 and weight decay 1e-4 (authors').
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...layers.dense import Dense
+from ...layers.normalization import BatchNorm
+from ...losses import softmax_cross_entropy
+from ...models import Sequential
+from ...optim import SGD, Momentum
+from ..base import Algorithm, StepResult, backprop_gradients, check_loss_finite
+from .algorithm import HSICBottleneck
+
+__all__ = ["HSICFormat", "format_setup", "HSICSigmaCombined", "combined_format_setup"]
+
+
+class HSICFormat(Algorithm):
+    """Train a linear output layer on the features of a frozen network.
+
+    Parameters
+    ----------
+    features : callable
+        ``features(x) -> ndarray (N, D)``, the frozen net's output.
+    loss : callable, default softmax cross-entropy (mean over the batch)
+
+    Notes
+    -----
+    ``model`` is the output layer(s) alone (e.g. ``Sequential([Dense(D, C)])``);
+    ``step`` returns the exact gradient of the loss w.r.t. its parameters
+    (it *is* backprop, through the output layer only), so
+    ``info['cosine_to_backprop']`` would be 1 by construction and is omitted.
+    """
+
+    name = "hsic_format"
+
+    def __init__(self, features, loss=softmax_cross_entropy):
+        super().__init__(loss)
+        if not callable(features):
+            raise ValueError(f"HSICFormat: features must be callable, got {features!r}")
+        self.features = features
+
+    def step(self, model, state, x, y, rng):
+        """Cross-entropy gradient of the output layer on frozen features."""
+        loss, grads, _ = backprop_gradients(model, self.features(x), y, self.loss)
+        check_loss_finite(loss, "HSICFormat.step")
+        return StepResult(loss=loss, grads=grads, info={})
+
+    def predict(self, model, state, x):
+        """Logits of the output layer on the frozen features."""
+        return model.forward(self.features(x))[0]
+
+
+def format_setup(hsic_model, hsic_algo, hsic_state, n_classes, rng, lr=0.01, weight_decay=1e-3,
+                 bn="running"):
+    """(model, algorithm, optimizer) training a format layer on a frozen HSIC net.
+
+    Parameters
+    ----------
+    hsic_model, hsic_algo, hsic_state : the trained HSIC net, its algorithm and state
+    n_classes : int
+    rng : numpy.random.Generator, draws the output layer's weights
+    lr, weight_decay : float, the format SGD (authors: lr 0.005-0.01, wd 1e-3)
+    bn : {'running', 'batch'}, the frozen net's batch-norm mode
+
+    Returns
+    -------
+    refnets.algorithms.Setup
+    """
+    from .. import Setup
+    features = lambda x: hsic_algo.features(hsic_model, hsic_state, x, bn=bn)  # noqa: E731
+    model = Sequential([Dense(_output_width(hsic_model), n_classes, rng)])
+    return Setup(model, HSICFormat(features), SGD(lr, weight_decay=weight_decay))
+
+
+def _output_width(model):
+    """Width of the last HSIC block: that of its last BatchNorm (or Dense)."""
+    for layer in reversed(model.layers):
+        n = getattr(layer, "n_features", None) or getattr(layer, "n_out", None)
+        if n:
+            return int(n)
+    raise ValueError("format_setup: cannot infer the HSIC net's output width")
+
+
+class HSICSigmaCombined(Algorithm):
+    """Several HSIC nets with different sigma, trained side by side on the same batches.
+
+    Parameters
+    ----------
+    algorithms : list of HSICBottleneck
+        One per member (e.g. sigma = 1, 5, 10), each with its own optimiser.
+    combine : {'mean', 'concat'}, default 'mean'
+        How :meth:`features` joins the members' outputs: average (authors')
+        or concatenation.
+
+    Notes
+    -----
+    ``model`` is a list of member networks (Sequential), ``state`` a dict
+    with one HSIC state per member. Sequential-mode members update
+    themselves inside ``step``; ``variables`` and ``grads`` are empty.
+    ``predict`` averages the members' class scores (each member's own
+    train-fitted readout); the proper combined classifier is the format stage
+    (:func:`combined_format_setup`).
+    """
+
+    name = "hsic_sigma_combined"
+
+    def __init__(self, algorithms, combine="mean"):
+        super().__init__()
+        algorithms = list(algorithms)
+        if not algorithms or not all(isinstance(a, HSICBottleneck) for a in algorithms):
+            raise ValueError(f"HSICSigmaCombined: algorithms must be a non-empty list of "
+                             f"HSICBottleneck, got {algorithms!r}")
+        if any(a.parallel for a in algorithms):
+            raise ValueError("HSICSigmaCombined: members must use sequential mode (parallel=False)")
+        if combine not in ("mean", "concat"):
+            raise ValueError(f"HSICSigmaCombined: combine must be 'mean' or 'concat', got {combine!r}")
+        self.members, self.combine = algorithms, combine
+
+    def _check(self, model):
+        if not isinstance(model, (list, tuple)) or len(model) != len(self.members):
+            raise ValueError(f"HSICSigmaCombined: model must be a list of {len(self.members)} "
+                             f"networks, got {type(model).__name__}")
+
+    def init_state(self, model, rng):
+        self._check(model)
+        return {"members": [a.init_state(m, rng) for a, m in zip(self.members, model)]}
+
+    def variables(self, model, state):
+        return {}
+
+    def step(self, model, state, x, y, rng):
+        """Train every member on this batch; info keys carry the member's sigma."""
+        self._check(model)
+        loss, info = 0.0, {}
+        for a, m, st in zip(self.members, model, state["members"]):
+            res = a.step(m, st, x, y, rng)
+            loss += res.loss
+            for key, value in res.info.items():
+                info[f"{key}_sigma{a.sigma:g}"] = value
+        return StepResult(loss=loss, grads={}, info=info)
+
+    def features(self, model, state, x, bn="running"):
+        """Combined member outputs, (N, D) ('mean') or (N, n_members * D) ('concat')."""
+        self._check(model)
+        outs = [a.features(m, st, x, bn=bn).reshape(len(x), -1)
+                for a, m, st in zip(self.members, model, state["members"])]
+        return np.mean(outs, axis=0) if self.combine == "mean" else np.hstack(outs)
+
+    def predict(self, model, state, x):
+        """Mean of the members' class scores (each member's train-fitted readout)."""
+        self._check(model)
+        return np.mean([a.predict(m, st, x) for a, m, st in
+                        zip(self.members, model, state["members"])], axis=0)
+
+
+def combined_format_setup(models, combined, state, n_classes, rng, lr=0.004, momentum=0.9,
+                          weight_decay=1e-4):
+    """Format stage of the sigma-combined net: BatchNorm (batch statistics) + Dense.
+
+    Parameters
+    ----------
+    models, combined, state : the member nets, the HSICSigmaCombined and its state
+    n_classes : int
+    rng : numpy.random.Generator
+    lr, momentum, weight_decay : the authors' Fig. 6b format optimiser
+
+    Returns
+    -------
+    refnets.algorithms.Setup; its model is ``[BatchNorm(D), Dense(D, C)]``, the
+    BatchNorm always in training mode (batch statistics), as the authors'.
+    """
+    from .. import Setup
+    features = lambda x: combined.features(models, state, x)  # noqa: E731
+    widths = [_output_width(m) for m in models]
+    if combined.combine == "mean" and len(set(widths)) != 1:
+        raise ValueError(f"combined_format_setup: combine='mean' needs equal output widths, "
+                         f"got {widths}")
+    width = widths[0] if combined.combine == "mean" else sum(widths)
+    model = Sequential([BatchNorm(width), Dense(width, n_classes, rng)])
+    return Setup(model, HSICFormat(features),
+                 Momentum(lr, momentum=momentum, weight_decay=weight_decay))

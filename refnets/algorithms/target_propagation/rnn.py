@@ -1,0 +1,279 @@
+"""Target propagation through time (Manchev & Spratling 2020) for an Elman RNN.
+
+DTP applied along the time axis of a recurrent net: the "layers" are the time
+steps of one recurrent layer, so targets travel backwards in time through a
+learned inverse of the transition, and every step regresses its state onto its
+target from its (constant) previous state.
+
+Network (:func:`refnets.models.rnn_classifier` with ``readout='last'``):
+h_t = tanh(W_hh h_{t-1} + W_xh x_t + b), t = 1..T, h_0 = 0, logits = W_hy h_T + b_y.
+
+Equations (Manchev & Spratling 2020, Sec. 3; their ``RNN_dtp.py: fit`` and
+``rnn_stptt.py: SRNN._get_targets / _calc_g_grads / _calc_f_grads``)
+
+* inverse across time, reusing the forward input weights::
+
+      g(x_t, h_t) = tanh(V h_t + W_xh x_t + c)  ≈  h_{t-1}                    (G)
+
+* first target, last step (true gradient through the read-out)::
+
+      ĥ_T = h_T - η̂ ∂L_sum/∂h_T                                              (T1)
+
+* difference targets backwards in time, t = T..2::
+
+      ĥ_{t-1} = h_{t-1} - g(x_t, h_t) + g(x_t, ĥ_t)                            (T2)
+
+* forward (local) loss, each step from its constant previous state, gradients
+  summed over time for W_hh, W_xh, b; W_hy, b_y by the gradient of L::
+
+      L_f = Σ_{t=1..T} (1/B) Σ_n ‖tanh(W_hh h_{t-1} + W_xh x_t + b) - ĥ_t‖²     (F)
+
+* inverse loss, t = 2..T, noise on the previous state (σ = 0 by default)::
+
+      L_g = Σ_{t=2..T} (1/B) Σ_n ‖g(x_t, F(x_t, h_{t-1} + ε)) - (h_{t-1} + ε)‖²   (I)
+
+  trained for V and c only (W_xh belongs to the forward pass).
+
+Each minibatch: one g-step, then the targets and the f-step (their order).
+Both one-step maps F and g are evaluated with the core :class:`~refnets.layers.RNN`
+layer run for a single step, with all T*N (x_t, h_{t-1}) pairs as one batch:
+F = RNN(W_xh, W_hh, b) from h0 = h_{t-1}; g = RNN(W_xh, V, c) from h0 = h_t.
+So every gradient here is the core layer's one-step BPTT.
+
+Symbol table
+------------
+================  ===============================  ==================
+paper symbol      code name                        shape
+================  ===============================  ==================
+x_t               ``x[t-1]``                       (N, D), x (T, N, D)
+h_t               ``hs[t-1]``; h_0 = 0             (N, H), hs (T, N, H)
+W_xh, W_hh, b     RNN ``'W_x'``, ``'W_h'``, ``'b'``   (H, D), (H, H), (H,)
+W_hy, b_y         Dense ``'W'``, ``'b'``            (C, H), (C,)
+V, c              ``state["feedback"]['V']``, ``['c']``  (H, H), (H,)
+ĥ_t               ``targets[t-1]``                 (N, H)
+η̂                 ``target_step`` (per example)    scalar
+================  ===============================  ==================
+
+Deviations
+----------
+* η̂ is per example against the summed loss (refnets convention, see the DTP
+  module); Manchev's ``ilr`` on a batch-mean cost equals ``target_step`` × B.
+* Manchev's initial state and noise: h_0 = 0 and σ = 0 are kept as defaults;
+  (I) skips t = 1 (ĥ_0 is never needed).
+* Their per-step losses may average over time; here they are summed over t
+  (the gradient "summed over time" of their description), so ``lr`` absorbs
+  a factor T when comparing.
+* Optimisers: their Nesterov SGD (ilr 0.1, flr 0.01, glr 0.001) is the
+  default for the inverse (``Momentum(nesterov=True)``); the forward optimiser
+  is the caller's.
+* The feedback optimiser's moments live in the algorithm state (checkpointable).
+
+References
+----------
+N. Manchev, M. Spratling, "Target Propagation in Recurrent Neural Networks",
+JMLR 21(7), 2020; code: github.com/nmanchev/tptt, github.com/nmanchev/MM-TPTT-RNN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...diagnostics import cosine
+from ...layers.dense import Dense
+from ...layers.init import get_initializer
+from ...layers.recurrent import RNN, LastStep
+from ...losses import mse, softmax_cross_entropy
+from ...models import Sequential
+from ...optim import Momentum
+from ..base import Algorithm, StepResult, check_loss_finite
+
+__all__ = ["one_step", "tptt_local_loss", "tptt_feedback_loss", "TargetPropagationThroughTime"]
+
+
+def one_step(rnn, x, h_prev, params):
+    """tanh(h_prev W_h^T + x W_x^T + b) for every (x_t, h_{t-1}) pair at once.
+
+    Parameters
+    ----------
+    rnn : RNN (only its shapes are used; the weights are ``params``)
+    x : ndarray (M, D); h_prev : ndarray (M, H); params : dict 'W_x', 'W_h', 'b'
+
+    Returns
+    -------
+    h : ndarray (M, H); cache : the RNN cache of a length-1 sequence
+    """
+    hs, cache = rnn.forward(x[None], params, h0=h_prev)
+    return hs[0], cache
+
+
+def tptt_local_loss(rnn, x, hs, targets, params=None):
+    """(F): Σ_t (1/B) ‖F(x_t, h_{t-1}) - ĥ_t‖², and its gradient for W_x, W_h, b.
+
+    Parameters
+    ----------
+    x : ndarray (T, N, D); hs : ndarray (T, N, H), the forward states (h_{t-1} constant)
+    targets : ndarray (T, N, H)
+    params : dict 'W_x', 'W_h', 'b' (default the layer's)
+    """
+    T, N, H = hs.shape
+    params = rnn.params if params is None else params
+    h_prev = np.concatenate([np.zeros((1, N, H)), hs[:-1]]).reshape(T * N, H)
+    h, cache = one_step(rnn, x.reshape(T * N, -1), h_prev, params)
+    diff = h - targets.reshape(T * N, H)
+    loss = float(np.sum(diff * diff)) / N                  # summed over t, mean over the batch
+    _, grads = rnn.backward((2.0 * diff / N)[None], cache)
+    return loss, grads
+
+
+def tptt_feedback_loss(rnn, x, hs, noise, W_x, V, c, params=None):
+    """(I) over t = 2..T with noise on h_{t-1}; gradient for V and c.
+
+    Parameters
+    ----------
+    x : ndarray (T, N, D); hs : ndarray (T, N, H); noise : ndarray (T-1, N, H), ε
+    W_x : forward input weights (H, D), shared by g, not trained here
+    V, c : the inverse's recurrent weights (H, H) and bias (H,)
+    params : dict with 'V', 'c' overriding V, c (for gradient checks)
+
+    Returns
+    -------
+    loss : float; grads : dict {'V': (H, H), 'c': (H,)}
+    """
+    if params is not None:
+        V, c = params["V"], params["c"]
+    T, N, H = hs.shape
+    M = (T - 1) * N
+    x_t = x[1:].reshape(M, -1)
+    corrupted = (hs[:-1] + noise).reshape(M, H)                          # h_{t-1} + ε, t = 2..T
+    u, _ = one_step(rnn, x_t, corrupted, rnn.params)                      # F(x_t, h_{t-1} + ε)
+    r, cache = one_step(rnn, x_t, u, {"W_x": W_x, "W_h": V, "b": c})     # g(x_t, ·)
+    loss, dr = mse(r, corrupted)
+    _, grads = rnn.backward(dr[None], cache)
+    return loss, {"V": grads["W_h"], "c": grads["b"]}
+
+
+class TargetPropagationThroughTime(Algorithm):
+    """TPTT for ``[RNN, LastStep, Dense]`` models (one label per sequence).
+
+    Parameters
+    ----------
+    target_step : float > 0
+        η̂ per example (against the summed loss).
+    sigma : float >= 0
+        Noise of the inverse loss (Manchev: 0).
+    feedback_lr : float > 0
+        Nesterov-SGD learning rate of V, c (Manchev's glr = 0.001).
+    feedback_momentum : float in [0, 1)
+    feedback_init : str
+        Initialiser of V (Manchev: orthogonal); c = 0.
+    compare_to_backprop : bool
+        Report cosines to the BPTT gradient.
+    loss : callable (default mean softmax cross-entropy)
+    """
+
+    name = "tptt"
+
+    def __init__(self, target_step=0.01, sigma=0.0, feedback_lr=0.001, feedback_momentum=0.9,
+                 feedback_init="orthogonal", compare_to_backprop=True, loss=softmax_cross_entropy):
+        super().__init__(loss)
+        where = "TargetPropagationThroughTime"
+        for name, value, positive in (("target_step", target_step, True), ("sigma", sigma, False),
+                                      ("feedback_lr", feedback_lr, True)):
+            if not np.isfinite(value) or value < 0 or (positive and value == 0):
+                raise ValueError(f"{where}: {name} must be a finite number "
+                                 f"{'> 0' if positive else '>= 0'}, got {value!r}")
+        Momentum(lr=feedback_lr, momentum=feedback_momentum)             # validates momentum
+        self.target_step, self.sigma = float(target_step), float(sigma)
+        self.feedback_lr, self.feedback_momentum = float(feedback_lr), float(feedback_momentum)
+        self.feedback_init, self.compare_to_backprop = feedback_init, bool(compare_to_backprop)
+
+    @staticmethod
+    def layers(model):
+        """(RNN, Dense) of a ``[RNN, LastStep, Dense]`` model."""
+        ok = (isinstance(model, Sequential) and len(model) == 3 and isinstance(model[0], RNN)
+              and isinstance(model[1], LastStep) and isinstance(model[2], Dense))
+        if not ok:
+            raise ValueError("TargetPropagationThroughTime: model must be [RNN, LastStep, Dense] "
+                             "(rnn_classifier(..., readout='last')), got "
+                             f"{getattr(model, 'layers', model)!r}")
+        return model[0], model[2]
+
+    def init_state(self, model, rng):
+        rnn, _ = self.layers(model)
+        H = rnn.n_hidden
+        V = np.asarray(get_initializer(self.feedback_init)((H, H), rng), dtype=np.float64)
+        return {"feedback": {"V": V, "c": np.zeros(H)},
+                "feedback_optimizer": {"t": 0, "moments": {}}, "steps": 0}
+
+    def g(self, rnn, state, x_t, h_t):
+        """g(x_t, h_t) = tanh(V h_t + W_xh x_t + c), (N, H)."""
+        fb = state["feedback"]
+        return one_step(rnn, x_t, h_t, {"W_x": rnn.params["W_x"], "W_h": fb["V"], "b": fb["c"]})[0]
+
+    def propagate_targets(self, rnn, state, x, hs, target_T):
+        """ĥ_T given; (T2) backwards in time. Returns targets (T, N, H)."""
+        targets = np.empty_like(hs)
+        targets[-1] = target_T
+        for t in range(hs.shape[0] - 1, 0, -1):           # array index t holds h_{t+1}
+            targets[t - 1] = hs[t - 1] - self.g(rnn, state, x[t], hs[t]) \
+                + self.g(rnn, state, x[t], targets[t])
+        return targets
+
+    def train_feedback(self, rnn, state, x, hs, rng):
+        """One Nesterov-SGD step of (I); returns the loss before it."""
+        noise = self.sigma * rng.standard_normal(hs[:-1].shape)
+        fb = state["feedback"]
+        loss, grads = tptt_feedback_loss(rnn, x, hs, noise, rnn.params["W_x"], fb["V"], fb["c"])
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"TargetPropagationThroughTime: inverse loss is {loss} at "
+                                     f"step {state['steps']} (diverged); try a smaller feedback_lr")
+        opt = Momentum(lr=self.feedback_lr, momentum=self.feedback_momentum, nesterov=True)
+        opt.state, opt.t = state["feedback_optimizer"]["moments"], state["feedback_optimizer"]["t"]
+        opt.update(fb, grads)
+        state["feedback_optimizer"]["t"] = opt.t
+        return loss
+
+    def step(self, model, state, x, y, rng):
+        """g-step, then targets (T1)-(T2) and the forward gradients (F).
+
+        info: ``forward_loss``, ``feedback_loss``, ``reconstruction_error`` (noise-free
+        mean over t of ‖g(x_t, h_t) - h_{t-1}‖²), ``cosine_per_layer`` / ``angle_per_layer``
+        ([RNN, read-out] vs BPTT) and ``cosine_to_backprop``.
+        """
+        where = f"TargetPropagationThroughTime.step (step {state['steps']})"
+        rnn, head = self.layers(model)
+        if np.ndim(x) != 3:
+            raise ValueError(f"{where}: x must be time-major (T, N, D), got shape {np.shape(x)}")
+        hs, rnn_cache = rnn.forward(x)
+        fb_loss = self.train_feedback(rnn, state, x, hs, rng) if hs.shape[0] > 1 else 0.0
+        logits, head_cache = head.forward(hs[-1])
+        loss, dlogits = self.loss(logits, y)
+        check_loss_finite(loss, where)
+        dh_T, head_grads = head.backward(dlogits, head_cache)
+        target_T = hs[-1] - self.target_step * len(y) * dh_T                 # (T1)
+        targets = self.propagate_targets(rnn, state, x, hs, target_T)
+        if not np.all(np.isfinite(targets)):
+            raise FloatingPointError(f"{where}: targets contain NaN/inf (diverged)")
+        fw_loss, rnn_grads = tptt_local_loss(rnn, x, hs, targets)
+        grads = {f"0.{k}": v for k, v in rnn_grads.items()}
+        grads.update({f"2.{k}": v for k, v in head_grads.items()})
+        state["steps"] += 1
+        T, N, H = hs.shape
+        recon = 0.0                  # mean over t = 2..T and the batch of ‖g(x_t, h_t) - h_{t-1}‖²
+        if T > 1:
+            recon = mse(self.g(rnn, state, x[1:].reshape((T - 1) * N, -1), hs[1:].reshape(-1, H)),
+                        hs[:-1].reshape(-1, H))[0]
+        info = {"forward_loss": fw_loss, "feedback_loss": float(fb_loss),
+                "reconstruction_error": float(recon)}
+        if self.compare_to_backprop:
+            dhs = np.zeros_like(hs)
+            dhs[-1] = dh_T
+            _, bptt = rnn.backward(dhs, rnn_cache)
+            bp = {f"0.{k}": v for k, v in bptt.items()}
+            bp.update({f"2.{k}": v for k, v in head_grads.items()})
+            cos = np.array([cosine(grads, bp, [f"0.{k}" for k in bptt]),
+                            cosine(grads, bp, [f"2.{k}" for k in head_grads])])
+            info.update({"cosine_per_layer": cos,
+                         "angle_per_layer": np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))),
+                         "cosine_to_backprop": cosine(grads, bp)})
+        return StepResult(loss=loss, grads=grads, info=info)

@@ -1,0 +1,352 @@
+"""Descendants of DTP that change how the feedback path is trained (or not trained).
+
+Every variant keeps the difference rule ĥ_{i-1} = h_{i-1} + g_i(ĥ_i) - g_i(h_i)
+(T2) and the forward loss (F) of :mod:`refnets.algorithms.target_propagation.algorithm`;
+they differ in the feedback loss (DRL, L-DRL), in freezing the feedback
+(FW-DTP), or in sending targets straight from the output (DDTP). Each is a
+subclass of :class:`DifferenceTargetPropagation` overriding
+:meth:`feedback_loss` (and, for DDTP, the target propagation).
+
+Symbol table (in addition to the DTP module's)
+-----------------------------------------------
+=========================  ===========================  =========================
+paper symbol               code name                    shape
+=========================  ===========================  =========================
+ε (input noise)            ``noise`` / ``noise_in``     (B, n_{i-1}), N(0, σ²)
+η (output noise, L-DRL)    ``noise_out``                (B, n_i), N(0, σ²)
+t̃_j (noisy targets, DRL)   ``t``                        (B, n_j)
+Q_i (DDTP feedback)        ``state["feedback"][i]["W"]`` (n_i, n_L)
+J_f, J_g                   per-example Jacobians        (n_i, n_{i-1}), (n_{i-1}, n_i)
+=========================  ===========================  =========================
+
+Equations (losses sum over units and average over the batch, like Lee's; the
+papers' scalings are given for conversion)
+
+* **DRL**, difference reconstruction loss (Meulemans et al. 2020, Sec. 4;
+  ``DTPDRLNetwork.compute_feedback_gradients``)::
+
+      h~ = h_{i-1} + ε;  t~_top = f_top∘...∘f_i(h~);
+      t~_{j-1} = h_{j-1} + g_j(t~_j) - g_j(h_j),  j = top..i+1          (T2 on t~)
+      L_i^DRL = (1/B) Σ_n ‖h~ - (h_{i-1} + g_i(t~_i) - g_i(h_i))‖²
+
+  only (V_i, c_i) are differentiated, through both g_i(t~_i) and g_i(h_i).
+  Meulemans' value is this / (σ² n_{i-1}) (element mean, 1/σ²).
+* **L-DRL**, local difference reconstruction loss (Ernoult et al. 2022,
+  ``feedback_loss.py: get_feedback_loss``), r = g_i(f_i(h_{i-1}))::
+
+      L_i^L-DRL = (1/B) Σ_n [ -2 ⟨ε, g_i(f_i(h_{i-1}+ε)) - r⟩ + ‖g_i(f_i(h_{i-1}) + η) - r‖² ]
+
+  Its expectation σ²(-2 tr(J_g J_f) + ‖J_g‖_F²) + O(σ⁴) is minimised at
+  J_g = J_fᵀ: target differences become backprop's. Shibuya et al.'s code uses
+  half of it (same minimiser).
+* **FW-DTP**, fixed-weight DTP (Shibuya et al. 2023): g_i(h) = t(V_i h), V_i
+  random and never trained. It trains when J_f J_g has eigenvalues with
+  positive real part; ``info["jacobian_trace"]`` reports the batch mean of
+  tr(J_f J_g) = s'_f(a_i)ᵀ (W_i ∘ V_iᵀ) t'(V_i h_i) per layer.
+* **DDTP-linear**, direct DTP (Meulemans et al. 2020, ``DDTPMLPLayer``):
+  targets from the output pre-activation, ĥ_i = h_i + (ĥ_L - a_L) Q_iᵀ for
+  i = 1..L-1, and the feedback loss
+  L_i = (1/B) Σ_n ‖ε - (a_L(h_i + ε) - a_L(h_i)) Q_iᵀ‖².
+
+Deviations
+----------
+* One loss convention for all variants (sum over units, batch mean, no 1/σ²):
+  Meulemans' DRL/DDTP losses are ours / (σ² n); Ernoult's L-DRL is ours exactly;
+  Shibuya's L-DRL is ours / 2. Only the effective feedback learning rate changes.
+* Ernoult trains with ½‖·‖² forward losses and β against the summed loss; with
+  our ‖·‖², ``target_step`` = β/2 gives the same forward update.
+* L-DRL draws ε and η with the same σ (Ernoult's per-layer noise scales can be
+  emulated by separate instances only; a refinement left out for clarity).
+* DRL's ``feedback_wd`` is ``feedback_weight_decay`` (L2 through the optimiser);
+  Meulemans' pre-training epochs of the feedback path are left to the caller
+  (``train_feedback`` on the training set before the first forward step).
+* FW-DTP: Shibuya's feedback maps have no bias and a tiny uniform init (±1e-3);
+  here V_i is orthogonal times ``feedback_scale`` (default 1), also without bias.
+  With tanh and a tiny scale g is nearly linear, which only rescales targets.
+* DDTP: Q_i has no bias (it would cancel in the difference); σ is the same for
+  every layer.
+
+References
+----------
+A. Meulemans, F. S. Carzaniga, J. A. K. Suykens, J. Sacramento, B. F. Grewe,
+"A Theoretical Framework for Target Propagation", NeurIPS 2020, arXiv 2006.14331.
+M. Ernoult, F. Normandin, A. Moudgil, S. Spinney, E. Belilovsky, I. Rish,
+B. Richards, Y. Bengio, "Towards Scaling Difference Target Propagation by
+Learning Backprop Targets", ICML 2022, arXiv 2201.13415.
+T. Shibuya, N. Inoue, R. Kawakami, I. Sato, "Fixed-Weight Difference Target
+Propagation", AAAI 2023, arXiv 2212.10352.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...layers.dense import Dense
+from ...layers.init import orthogonal
+from ...losses import mse
+from .algorithm import DifferenceTargetPropagation
+from .blocks import apply_block, block_param_grads, difference_target
+
+__all__ = ["drl_feedback_loss", "ldrl_feedback_loss", "ddtp_feedback_loss",
+           "DifferenceReconstructionLoss", "LocalDifferenceReconstructionLoss",
+           "FixedWeightDTP", "DirectDTP", "jacobian_trace"]
+
+
+# ---------------------------------------------------------------------------
+# Feedback losses (functions: the self-checks differentiate them numerically)
+# ---------------------------------------------------------------------------
+
+def drl_feedback_loss(f, g_maps, h, i, top, noise, params_i=None):
+    """Meulemans et al.'s difference reconstruction loss for g_i, and its gradient.
+
+    Parameters
+    ----------
+    f : list of Block, f[1..L]
+    g_maps : dict {j: (Block, params)} for j = i..top (only g_i is differentiated)
+    h : list of activations h[0..L] of the clean forward pass
+    i, top : int, 2 <= i <= top
+    noise : ndarray (B, n_{i-1}), ε
+    params_i : dict {'W', 'b'} of g_i (default ``g_maps[i][1]``)
+
+    Returns
+    -------
+    loss : float; grads : dict like ``params_i``
+    """
+    g_i, default = g_maps[i]
+    params_i = default if params_i is None else params_i
+    corrupted = h[i - 1] + noise
+    t = corrupted
+    for j in range(i, top + 1):                        # t~_top = f_top∘...∘f_i(h_{i-1} + ε)
+        t = apply_block(f[j], t)[0]
+    for j in range(top, i, -1):                        # down to t~_i by (T2), g_j fixed
+        g_j, p_j = g_maps[j]
+        t = difference_target(lambda v, g_j=g_j, p_j=p_j: apply_block(g_j, v, p_j)[0],
+                              h[j - 1], h[j], t)
+    r_t, cache_t = apply_block(g_i, t, params_i)        # g_i(t~_i)
+    r_h, cache_h = apply_block(g_i, h[i], params_i)     # g_i(h_i)
+    loss, drec = mse(h[i - 1] + r_t - r_h, corrupted)
+    grads_t = block_param_grads(g_i, cache_t, drec)
+    grads_h = block_param_grads(g_i, cache_h, drec)
+    return loss, {k: grads_t[k] - grads_h[k] for k in grads_t}
+
+
+def ldrl_feedback_loss(f, g, h_prev, noise_in, noise_out, g_params=None):
+    """Ernoult et al.'s local difference reconstruction loss for g, and its gradient.
+
+    L = (1/B) Σ_n [-2 ⟨ε, g(f(x+ε)) - r⟩ + ‖g(f(x) + η) - r‖²], r = g(f(x)), x = h_{i-1}.
+
+    Parameters
+    ----------
+    f, g : Block (forward block i, feedback map g_i)
+    h_prev : ndarray (B, n_{i-1})
+    noise_in : ndarray (B, n_{i-1}), ε;  noise_out : ndarray (B, n_i), η
+    g_params : dict {'W', 'b'}
+
+    Returns
+    -------
+    loss : float; grads : dict like ``g_params``
+    """
+    n = h_prev.shape[0]
+    u = apply_block(f, h_prev)[0]                       # f(x), constant
+    u_eps = apply_block(f, h_prev + noise_in)[0]        # f(x + ε), constant
+    r, c_r = apply_block(g, u, g_params)
+    r_eps, c_eps = apply_block(g, u_eps, g_params)
+    r_eta, c_eta = apply_block(g, u + noise_out, g_params)
+    loss = (-2.0 * np.sum(noise_in * (r_eps - r)) + np.sum((r_eta - r) ** 2)) / n
+    d_eps = -2.0 * noise_in / n                         # ∂L/∂g(f(x+ε))
+    d_eta = 2.0 * (r_eta - r) / n                       # ∂L/∂g(f(x)+η)
+    d_r = -d_eps - d_eta                                # ∂L/∂r (r appears in both terms)
+    grads = [block_param_grads(g, c, d) for c, d in ((c_eps, d_eps), (c_eta, d_eta), (c_r, d_r))]
+    return float(loss), {k: grads[0][k] + grads[1][k] + grads[2][k] for k in grads[0]}
+
+
+def ddtp_feedback_loss(f, q, h, i, noise, q_params=None):
+    """Direct DTP (linear) feedback loss for Q_i and its gradient.
+
+    L = (1/B) Σ_n ‖ε - (a_L(h_i + ε) - a_L(h_i)) Q_iᵀ‖², the forward path f_{i+1..L} constant.
+
+    Parameters
+    ----------
+    f : list of Block, f[1..L] (f[L] linear: its output is a_L)
+    q : Block, the linear map n_L -> n_i
+    h : list h[0..L]; i : int in 1..L-1; noise : ndarray (B, n_i)
+    q_params : dict {'W': Q_i}
+    """
+    a = h[i] + noise
+    for j in range(i + 1, len(f)):
+        a = apply_block(f[j], a)[0]
+    delta = a - h[-1]                                   # a_L(h_i + ε) - a_L(h_i)
+    r, cache = apply_block(q, delta, q_params)
+    loss, dr = mse(r, noise)
+    return loss, block_param_grads(q, cache, dr)
+
+
+def jacobian_trace(f_block, g_block, h_prev, h, g_params):
+    """Batch mean of tr(J_f(h_{i-1}) J_g(h_i)) for a Dense+act f and g (Shibuya's weak condition).
+
+    tr(J_f J_g) = Σ_jk s'_f[j] W[j, k] t'_g[k] V[k, j], per example.
+    """
+    W, V = f_block.dense.params["W"], g_params["W"]
+    a_f = h_prev @ W.T + f_block.dense.params.get("b", 0.0)
+    a_g = h @ V.T + g_params.get("b", 0.0)
+    s_f = np.ones_like(a_f) if f_block.act is None else f_block.act.derivative(a_f)
+    t_g = np.ones_like(a_g) if g_block.act is None else g_block.act.derivative(a_g)
+    return float(np.mean(np.sum((s_f @ (W * V.T)) * t_g, axis=1)))
+
+
+# ---------------------------------------------------------------------------
+# Algorithms
+# ---------------------------------------------------------------------------
+
+class DifferenceReconstructionLoss(DifferenceTargetPropagation):
+    """DTP whose inverses minimise Meulemans et al.'s DRL (Gauss-Newton targets).
+
+    Same parameters as :class:`DifferenceTargetPropagation`. Cost: O(L²) block
+    evaluations per feedback update (each g_i sees the noisy output of the whole
+    stack above it).
+    """
+
+    name = "dtp-drl"
+
+    def feedback_loss(self, f, state, h, i, rng):
+        top = self.top_layer(len(f) - 1)
+        g_maps = {j: self.feedback_map(state, j) for j in range(i, top + 1)}
+        noise = self.sigma * rng.standard_normal(h[i - 1].shape)
+        return drl_feedback_loss(f, g_maps, h, i, top, noise)
+
+
+class LocalDifferenceReconstructionLoss(DifferenceTargetPropagation):
+    """DTP whose inverses minimise Ernoult et al.'s L-DRL (J_g -> J_fᵀ, backprop targets).
+
+    Defaults follow Ernoult et al.: first target on the logits
+    (``first_target='output_grad'``); other parameters as in
+    :class:`DifferenceTargetPropagation`.
+    """
+
+    name = "dtp-ldrl"
+
+    def __init__(self, first_target="output_grad", **kwargs):
+        super().__init__(first_target=first_target, **kwargs)
+
+    def feedback_loss(self, f, state, h, i, rng):
+        g, params = self.feedback_map(state, i)
+        noise_in = self.sigma * rng.standard_normal(h[i - 1].shape)
+        noise_out = self.sigma * rng.standard_normal(h[i].shape)
+        return ldrl_feedback_loss(f[i], g, h[i - 1], noise_in, noise_out, params)
+
+
+class FixedWeightDTP(DifferenceTargetPropagation):
+    """DTP with fixed random feedback maps g_i(h) = t(V_i h) (Shibuya et al. 2023).
+
+    Parameters
+    ----------
+    feedback_scale : float > 0
+        V_i = feedback_scale x (orthogonal matrix).
+    **kwargs
+        As :class:`DifferenceTargetPropagation` (the feedback optimiser is unused).
+    """
+
+    name = "fw-dtp"
+
+    def __init__(self, feedback_scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not (np.isfinite(feedback_scale) and feedback_scale > 0):
+            raise ValueError(f"FixedWeightDTP: feedback_scale must be a positive finite number, "
+                             f"got {feedback_scale!r}")
+        self.feedback_scale = float(feedback_scale)
+
+    def init_state(self, model, rng):
+        state = super().init_state(model, rng)
+        for i, p in state["feedback"].items():
+            p["W"] = self.feedback_scale * orthogonal(p["W"].shape, rng)
+            del p["b"]                                    # no feedback bias (Shibuya)
+        return state
+
+    def _feedback_round(self, f, state, h, rng, update):
+        """No training: report tr(J_f J_g) per layer instead of an inverse loss."""
+        out = []
+        for i in sorted(state["feedback"]):
+            g, params = self.feedback_map(state, i)
+            out.append(jacobian_trace(f[i], g, h[i - 1], h[i], params))
+        return np.array(out)
+
+    def step(self, model, state, x, y, rng):
+        """As DTP; ``info['feedback_loss']`` is renamed ``jacobian_trace`` (nothing is trained)."""
+        res = super().step(model, state, x, y, rng)
+        res.info["jacobian_trace"] = res.info.pop("feedback_loss")
+        return res
+
+
+class DirectDTP(DifferenceTargetPropagation):
+    """DDTP-linear (Meulemans et al. 2020): targets sent from the output by learned Q_i.
+
+    ĥ_i = h_i + (ĥ_L - a_L) Q_iᵀ for every hidden layer i = 1..L-1 (a "DFA with a
+    learned pseudo-inverse"); the first target is on the logits, so
+    ``first_target`` is fixed to 'output_grad'.
+    """
+
+    name = "ddtp"
+
+    def __init__(self, **kwargs):
+        if kwargs.setdefault("first_target", "output_grad") != "output_grad":
+            raise ValueError(f"DirectDTP: first_target must be 'output_grad' (targets come from "
+                             f"the output pre-activation), got {kwargs['first_target']!r}")
+        kwargs.setdefault("feedback_activation", "identity")
+        if kwargs["feedback_activation"] != "identity":
+            raise ValueError(f"DirectDTP: feedback_activation must be 'identity' (DDTP-linear), "
+                             f"got {kwargs['feedback_activation']!r}")
+        super().__init__(**kwargs)
+
+    def feedback_shapes(self, f):
+        """{i: (n_L, n_i)}: Q_i maps the output space to layer i, i = 1..L-1."""
+        n_out = f[-1].dense.n_out
+        return {i: (n_out, f[i].dense.n_out) for i in range(1, len(f) - 1)}
+
+    def init_state(self, model, rng):
+        f = self.blocks(model)
+        feedback = {i: Dense(n_in, n_out, rng, init=self.feedback_init, bias=False).params
+                    for i, (n_in, n_out) in self.feedback_shapes(f).items()}
+        return {"feedback": feedback, "feedback_optimizer": {"t": 0, "moments": {}}, "steps": 0}
+
+    def propagate_targets(self, f, state, h, top, target):
+        """ĥ_i = h_i + (ĥ_L - a_L) Q_iᵀ, i = 1..L-1."""
+        targets = {top: target}
+        for i in state["feedback"]:
+            targets[i] = h[i] + self.g(state, i, target - h[top])
+        return targets
+
+    def feedback_loss(self, f, state, h, i, rng):
+        q, params = self.feedback_map(state, i)
+        noise = self.sigma * rng.standard_normal(h[i].shape)
+        return ddtp_feedback_loss(f, q, h, i, noise, params)
+
+    def reconstruction_errors(self, f, state, h):
+        """Not defined for direct feedback (no layer-wise inverse): empty."""
+        return np.zeros(0)
+
+
+def _build_ldrl(sizes, activation, rng, x_train=None, y_train=None):
+    """Registry factory: L-DRL feedback (SGD, as Ernoult et al.), Adam on the forward weights.
+
+    First target on the logits (η̂ = 0.01 per example), σ = 0.2, feedback SGD at
+    lr 0.1 (a normalising optimiser random-walks on L-DRL's noisy gradient),
+    forward Adam at lr 3e-3. Measured after the ``refnets compare`` defaults,
+    seed 0: two-spirals 0.78 and Fashion-MNIST subset 0.79 test accuracy.
+    """
+    from ...models import mlp
+    from ...optim import Adam
+    from .. import Setup
+    model = mlp(sizes, activation, rng, init="orthogonal")
+    algo = LocalDifferenceReconstructionLoss(target_step=0.01, sigma=0.2, feedback_optimizer="sgd",
+                                             feedback_lr=0.1)
+    return Setup(model, algo, Adam(lr=3e-3))
+
+
+def _register():
+    from .. import Method, register
+    register(Method("dtp-ldrl", _build_ldrl,
+                    "DTP with L-DRL feedback (inverses learn Jᵀ: backprop-like targets)",
+                    "Ernoult et al. 2022"))
+
+
+_register()

@@ -1,0 +1,304 @@
+"""Functional transfer matrix layer: a learnable scalar function on every connection.
+
+Notes
+-----
+Forward (the paper's "transfer computation", y = phi(F o x + b); the
+activation phi is a separate layer, as everywhere in refnets)::
+
+    a_j = sum_i f(x_i; theta_ij, s_ij) + b_j        x : (N, n_in), a : (N, n_out)
+
+with theta of shape (k, n_out, n_in) (k parameters per connection, laid out
+like Dense's W so that the linear function f = w x gives a Dense layer with
+W = theta[0]) and fixed signs s of shape (n_out, n_in) for the functions that
+have them (see :mod:`refnets.layers.functional.functions`).
+
+Backward, with delta_j = dL/da_j per sample (the revised delta rule and the
+revised error transmission of the paper)::
+
+    dL/dtheta_qij = sum_n delta_nj * df/dtheta_q (x_ni; theta_ij)     (summed over the batch)
+    dL/db_j       = sum_n delta_nj
+    dL/dx_ni      = sum_j delta_nj * df/dx (x_ni; theta_ij)
+
+The input gradient goes through the per-sample Jacobian J_nij = f'(x_ni)
+instead of the constant W^T of a Dense layer.
+
+**Generic path** (every function): broadcast x[:, None, :] against theta into
+(N, n_out, n_in) tensors. To bound memory the batch (and, for very wide
+layers, the output units) is processed in blocks of at most ``max_elements``
+connection-samples; nothing of size (N, n_out, n_in) is cached -- backward
+recomputes the derivatives block by block from the cached x. Every temporary
+array therefore holds at most ``max_elements`` float64 numbers (2 MiB at the
+default 2**18), and at most ``MEMORY_BLOCKS`` = 10 of them are alive at once
+(f, its k parameter derivatives, f' and intermediates such as z, sin z,
+cos z), so the extra memory of a forward or backward call stays below
+10 * 8 * max_elements bytes (20 MiB at the default) plus the outputs,
+whatever the batch size (tests/layers/functional/test_dense.py measures the peak
+with ``tracemalloc`` for every function). Time is O(N n_out n_in)
+elementwise work; blocks of ~2**17-2**18 elements were the fastest in
+benchmarks/bench_ftm.py (they stay in cache).
+
+**Fast path** (LIN, F01-F04, F06, F07, F17-F20): f is a polynomial in x whose
+coefficients C_p (n_out, n_in) depend on theta only, f = sum_p C_p x^p, so::
+
+    a      = sum_{p>=1} x^p @ C_p.T  +  C_0.sum(axis=1)  + b
+    G_p    = delta.T @ x^p           (G_0 = delta summed over the batch, as a column)
+    dtheta_q = sum_p G_p * dC_p/dtheta_q
+    dx     = sum_{p>=1} p x^(p-1) * (delta @ C_p)
+
+(x^p elementwise). This is exact, needs one or a few matmuls, and caches
+only x. ``path='auto'`` uses it whenever the function has one.
+
+References
+----------
+Cai, Xu, Ke, Su, Sun, "Trainable back-propagated functional transfer
+matrices", arXiv:1710.10403 (2017), Applied Intelligence (2018): the
+transfer computation and the revised delta rule / error transmission.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..base import Layer, check_array
+from .functions import (F01, F02, F03, F04, F06, F07, F17, F18, F19, F20, LIN,
+                               FunctionType)
+from .functions_generic import F05, F08, F09, F10, F11, F12, F13, F14, F15, F16
+
+__all__ = ["FunctionalDense", "FunctionType", "FUNCTIONS", "FUNCTION_NAMES", "get_function",
+           "DEFAULT_MAX_ELEMENTS", "MEMORY_BLOCKS"]
+
+#: name -> singleton instance of every function type, in the official order, LIN last.
+FUNCTIONS = {cls.name: cls() for cls in (F01, F02, F03, F04, F05, F06, F07, F08, F09, F10,
+                                         F11, F12, F13, F14, F15, F16, F17, F18, F19, F20,
+                                         LIN)}
+FUNCTION_NAMES = tuple(FUNCTIONS)
+
+
+def get_function(function):
+    """Return the :class:`FunctionType` named ``function`` ('F12', 'f12', 'LIN', ...).
+
+    A :class:`FunctionType` instance is passed through.
+    """
+    if isinstance(function, FunctionType):
+        return function
+    if isinstance(function, str) and function.upper() in FUNCTIONS:
+        return FUNCTIONS[function.upper()]
+    raise ValueError(f"function must be one of {list(FUNCTION_NAMES)} or a FunctionType, "
+                     f"got {function!r}")
+
+
+#: Default block size of the generic path (connection-samples per temporary array).
+DEFAULT_MAX_ELEMENTS = 2 ** 18
+
+#: Upper bound on the number of block-sized temporaries alive at once in the generic path.
+MEMORY_BLOCKS = 10
+
+
+def _is_posint(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+
+
+def _powers(x, max_power):
+    """[None (x^0 is never formed), x, x^2, ..., x^max_power] by repeated multiplication
+    (cheaper than ``x ** 3``, which goes through the generic ``pow``)."""
+    powers = [None, x]
+    for _ in range(2, max_power + 1):
+        powers.append(powers[-1] * x)
+    return powers
+
+
+def draw_signs(shape, rng):
+    """Fixed random signs +-1 with probability 1/2 each (the code's ``Sgn(U)``)."""
+    return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+
+
+class FunctionalDense(Layer):
+    """a_j = sum_i f(x_i; theta_ij) + b_j: a dense layer with a function per connection.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output widths.
+    function : str or FunctionType
+        ``'F01'`` ... ``'F20'`` or ``'LIN'`` (see :mod:`refnets.layers.functional.functions`).
+    rng : numpy.random.Generator
+        Draws theta (the function's official or fan-in-scaled ranges) and then,
+        for functions with signs, the fixed signs.
+    init : {'official', 'fan_in'}
+        Initial ranges of theta; biases start at zero.
+    path : {'auto', 'generic', 'fast'}
+        ``'auto'``: the matmul fast path when the function has one.
+    max_elements : int
+        Block size of the generic path: no temporary array holds more than
+        this many float64 values; the extra memory of a call stays below
+        ``MEMORY_BLOCKS * 8 * max_elements`` bytes (see the module notes).
+    bias : bool
+        Include b (default True).
+
+    Attributes
+    ----------
+    params : dict
+        ``'theta'`` (k, n_out, n_in) and ``'b'`` (n_out,).
+    signs : ndarray of shape (n_out, n_in) or None
+        Fixed, non-trainable signs (not in ``params``, so no optimiser sees them).
+    """
+
+    def __init__(self, n_in, n_out, function, rng, init="official", path="auto",
+                 max_elements=DEFAULT_MAX_ELEMENTS, bias=True):
+        super().__init__()
+        for name, v in (("n_in", n_in), ("n_out", n_out), ("max_elements", max_elements)):
+            if not _is_posint(v):
+                raise ValueError(f"FunctionalDense: {name} must be a positive int, got {v!r}")
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"FunctionalDense: rng must be a numpy.random.Generator, "
+                             f"got {type(rng).__name__}")
+        self.function = get_function(function)
+        if path not in ("auto", "generic", "fast"):
+            raise ValueError(f"FunctionalDense: path must be 'auto', 'generic' or 'fast', "
+                             f"got {path!r}")
+        if path == "fast" and not self.function.has_fast_path:
+            raise ValueError(f"FunctionalDense: path='fast' needs a function with a matmul "
+                             f"fast path, got {self.function.name} (use 'auto' or 'generic')")
+        if init not in ("official", "fan_in"):
+            raise ValueError(f"FunctionalDense: init must be 'official' or 'fan_in', got {init!r}")
+        self.n_in, self.n_out, self.bias = int(n_in), int(n_out), bool(bias)
+        self.max_elements = int(max_elements)
+        self.path = "fast" if (path == "auto" and self.function.has_fast_path) else (
+            "generic" if path == "auto" else path)
+        self.init_scheme = init
+        self.params = {"theta": self.function.init(self.n_out, self.n_in, rng, init)}
+        if self.bias:
+            self.params["b"] = np.zeros(self.n_out)
+        self.signs = (draw_signs((self.n_out, self.n_in), rng)
+                      if self.function.uses_sign else None)
+
+    def __repr__(self):
+        return (f"FunctionalDense({self.n_in}, {self.n_out}, {self.function.name!r}, "
+                f"path={self.path!r}{'' if self.bias else ', bias=False'})")
+
+    # -- blocks of the generic path -----------------------------------------
+    def _blocks(self, n_rows):
+        """Yield (row slice, output slice) blocks of <= max_elements connection-samples.
+
+        Whole output rows are kept when one sample's n_out * n_in fits; otherwise the
+        outputs are split too (a block is then one sample by a group of outputs).
+        """
+        per_row = self.n_out * self.n_in
+        if per_row <= self.max_elements:
+            rows = max(1, self.max_elements // per_row)
+            for r0 in range(0, n_rows, rows):
+                yield slice(r0, min(r0 + rows, n_rows)), slice(0, self.n_out)
+        else:
+            outs = max(1, self.max_elements // self.n_in)
+            for r0 in range(n_rows):
+                for o0 in range(0, self.n_out, outs):
+                    yield slice(r0, r0 + 1), slice(o0, min(o0 + outs, self.n_out))
+
+    def _sign_block(self, signs, outs):
+        return None if signs is None else signs[outs]
+
+    # -- forward -------------------------------------------------------------
+    def forward(self, x, params=None):
+        """a = F o x + b.
+
+        Parameters
+        ----------
+        x : ndarray of shape (N, n_in) or (..., n_in)
+            Leading dimensions are flattened (gradients sum over all of them).
+        params : dict with 'theta' (k, n_out, n_in) and 'b' (n_out,), optional
+
+        Returns
+        -------
+        a : ndarray of shape (..., n_out)
+        cache : dict with the input (flattened), theta, signs and the path used.
+        """
+        where = "FunctionalDense.forward"
+        p = self._params(params)
+        x = check_array(x, "x", where=where)
+        if x.ndim < 2 or x.shape[-1] != self.n_in:
+            raise ValueError(f"{where}: x must have shape (N, {self.n_in}) "
+                             f"(or (..., {self.n_in})), got {x.shape}")
+        x2 = x.reshape(-1, self.n_in)
+        theta, s, fn = p["theta"], self.signs, self.function
+        if self.path == "fast":
+            C = fn.coefficients(theta, s)
+            xp = _powers(x2, max(C))
+            a = np.zeros((x2.shape[0], self.n_out))
+            for power, Cp in C.items():
+                if power == 0:
+                    a += Cp.sum(axis=1)                        # sum_i C_0,ji (x-independent)
+                else:
+                    a += xp[power] @ Cp.T                      # x^p @ C_p^T
+        else:
+            a = np.empty((x2.shape[0], self.n_out))
+            for rows, outs in self._blocks(x2.shape[0]):
+                f = fn.value(x2[rows, None, :], theta[:, outs], self._sign_block(s, outs))
+                a[rows, outs] = f.sum(axis=2)                  # sum over inputs i
+        if self.bias:
+            a += p["b"]
+        cache = {"x": x2, "x_shape": x.shape, "theta": theta, "signs": s, "path": self.path,
+                 "a_shape": x.shape[:-1] + (self.n_out,)}
+        return a.reshape(cache["a_shape"]), cache
+
+    # -- backward ------------------------------------------------------------
+    def backward(self, dy, cache):
+        """Revised delta rule and error transmission.
+
+        Parameters
+        ----------
+        dy : ndarray of shape (..., n_out)
+            delta = dL/da.
+        cache : dict from :meth:`forward`
+
+        Returns
+        -------
+        dx : ndarray like the input
+        grads : dict with 'theta' (k, n_out, n_in) and 'b' (n_out,), sums over the batch.
+        """
+        delta = self._check_dy(dy, cache["a_shape"], "FunctionalDense.backward")
+        delta = delta.reshape(-1, self.n_out)
+        x, theta, s = cache["x"], cache["theta"], cache["signs"]
+        if cache["path"] == "fast":
+            dx, dtheta = self._backward_fast(delta, x, theta, s)
+        else:
+            dx, dtheta = self._backward_generic(delta, x, theta, s)
+        grads = {"theta": dtheta}
+        if self.bias:
+            grads["b"] = delta.sum(axis=0)
+        return dx.reshape(cache["x_shape"]), grads
+
+    def _backward_fast(self, delta, x, theta, s):
+        fn = self.function
+        C = fn.coefficients(theta, s)
+        xp = _powers(x, max(C))
+        G = {}                                                  # G_p = delta^T x^p
+        for power in C:
+            if power == 0:
+                G[0] = delta.sum(axis=0)[:, None]
+            else:
+                G[power] = delta.T @ xp[power]
+        dtheta = np.zeros_like(theta)
+        for (power, q), dC in fn.coefficient_grads(theta, s).items():
+            dtheta[q] += G[power] * dC                          # chain rule through C_p
+        dx = np.zeros_like(x)
+        for power, Cp in C.items():
+            if power == 1:
+                dx += delta @ Cp
+            elif power > 1:
+                dx += power * xp[power - 1] * (delta @ Cp)       # p x^(p-1) (delta C_p)
+        return dx, dtheta
+
+    def _backward_generic(self, delta, x, theta, s):
+        fn = self.function
+        dtheta = np.zeros_like(theta)
+        dx = np.zeros_like(x)
+        for rows, outs in self._blocks(x.shape[0]):
+            xb, db = x[rows, None, :], delta[rows, outs]
+            dfdtheta, dfdx = fn.derivatives(xb, theta[:, outs], self._sign_block(s, outs))
+            shape = (xb.shape[0], db.shape[1], self.n_in)
+            for q, d in enumerate(dfdtheta):
+                # dL/dtheta_q,ji += sum_n delta_nj df/dtheta_q(x_ni)   (revised delta rule)
+                dtheta[q, outs] += np.einsum("no,noi->oi", db, np.broadcast_to(d, shape))
+            # dL/dx_ni += sum_j delta_nj f'_ji(x_ni)                (revised error transmission)
+            dx[rows] += np.einsum("no,noi->ni", db, np.broadcast_to(dfdx, shape))
+        return dx, dtheta

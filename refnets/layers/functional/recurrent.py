@@ -1,0 +1,305 @@
+"""Recurrent functional transfer matrices: the per-connection memory function and an FTM Elman RNN.
+
+Memory function (the authors' ``Memory-Blocks/memoryblock.py``)
+---------------------------------------------------------------
+Every connection (i -> j) keeps its own state m_ij, its previous output::
+
+    y_ij(t) = tanh(alpha_ij x_i(t) + rho_ij m_ij(t-1) + c_ij),    m_ij(t) = y_ij(t)
+    a_j(t)  = sum_i y_ij(t) + b_j
+
+(no outer amplitude: each connection contributes a value in (-1, 1)). It is a
+one-dimensional IndRNN-like cell on every *edge*, not on the neuron.
+Sequences are time-major, x (T, N, n_in) -> a (T, N, n_out); the states are
+(T, N, n_out, n_in). With g_t = dL/d(pre-activation of y_t)::
+
+    truncated (the authors' code, default):  m(t-1) treated as a constant
+        g_t = delta_t[:, :, None] * (1 - y_t^2)
+    full BPTT:  e_t = dL/dy_t = delta_t[:, :, None] + rho * g_{t+1},   g_t = e_t * (1 - y_t^2)
+    then, for both:
+        dL/dalpha = sum_{t,n} g_t x_t,   dL/drho = sum g_t m(t-1),   dL/dc = sum g_t
+        dL/dx_i(t) = sum_j g_t,ji alpha_ji,   dL/db = sum_{t,n} delta_t,   dL/dm(0) = rho g_1 (BPTT)
+
+Both are exact: truncated is the exact gradient of sum_t L_t with every
+m(t-1) held fixed (equal to the true gradient when T = 1); BPTT is the exact
+gradient through the whole sequence. Since dy_t/dm(t-1) = rho (1 - y_t^2) is
+element-wise, BPTT costs no matmul.
+
+FTM Elman RNN
+-------------
+An Elman RNN whose input and recurrent matrices are functional transfer
+matrices (:class:`~refnets.layers.functional.dense.FunctionalDense` without bias)::
+
+    h_t = tanh(F_x o x_t + F_h o h_{t-1} + b)
+
+with full BPTT, each step using the revised delta rule / error transmission
+of the recurrent FTM (the per-sample Jacobian f'_h(h_{t-1}) replaces W_h^T).
+With f = LIN it is exactly :class:`~refnets.layers.recurrent.RNN`.
+
+References
+----------
+Cai, Xu, Ke, Su, Sun, "Trainable back-propagated functional transfer
+matrices", arXiv:1710.10403 (2017), the memory-function section;
+official code ``Memory-Blocks/memoryblock.py``.
+Li, Li, Cook, Zhu, Gao, "Independently recurrent neural network (IndRNN)",
+CVPR 2018 (the element-wise recurrence).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..base import Layer, check_array
+from .dense import DEFAULT_MAX_ELEMENTS, FunctionalDense
+
+__all__ = ["MemoryFunctional", "FunctionalRNN"]
+
+
+def _check_sequence(x, n_in, where):
+    x = check_array(x, "x", where=where)
+    if x.ndim != 3 or x.shape[2] != n_in or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{where}: x must have shape (T, N, {n_in}) (time-major, T >= 1, "
+                         f"N >= 1), got {x.shape}")
+    return x
+
+
+class MemoryFunctional(Layer):
+    """Functional transfer matrix of memory functions, y_ij(t) = tanh(alpha x + rho m + c).
+
+    Parameters
+    ----------
+    n_in, n_out : int
+    rng : numpy.random.Generator
+        Draws alpha, rho, c ~ U(-irange, irange) (the code's init); b = 0.
+    gradient : {'truncated', 'bptt'}
+        ``'truncated'``: the authors' one-step gradient (states held fixed);
+        ``'bptt'``: exact backpropagation through the whole sequence.
+    irange : float
+        Half-width of the uniform init (official 0.1).
+
+    Attributes
+    ----------
+    params : dict
+        ``'theta'`` (3, n_out, n_in) = (alpha, rho, c), ``'b'`` (n_out,).
+
+    Notes
+    -----
+    The layer keeps no state between calls: pass the previous call's final
+    state ``cache['m_last']`` as ``m0`` to continue a sequence (the code's
+    online mode); ``m0=None`` starts from zeros (the code's ``reset``).
+    """
+
+    def __init__(self, n_in, n_out, rng, gradient="truncated", irange=0.1):
+        super().__init__()
+        for name, v in (("n_in", n_in), ("n_out", n_out)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"MemoryFunctional: {name} must be a positive int, got {v!r}")
+        if gradient not in ("truncated", "bptt"):
+            raise ValueError(f"MemoryFunctional: gradient must be 'truncated' or 'bptt', "
+                             f"got {gradient!r}")
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"MemoryFunctional: rng must be a numpy.random.Generator, "
+                             f"got {type(rng).__name__}")
+        self.n_in, self.n_out, self.gradient = int(n_in), int(n_out), gradient
+        self.params = {"theta": rng.uniform(-irange, irange, size=(3, self.n_out, self.n_in)),
+                       "b": np.zeros(self.n_out)}
+
+    def __repr__(self):
+        return f"MemoryFunctional({self.n_in}, {self.n_out}, gradient={self.gradient!r})"
+
+    @staticmethod
+    def cell(x_t, m_prev, theta):
+        """One step of every connection: y = tanh(alpha x + rho m_prev + c).
+
+        Parameters
+        ----------
+        x_t : ndarray of shape (N, n_in)
+        m_prev : ndarray of shape (N, n_out, n_in)
+        theta : ndarray of shape (3, n_out, n_in)
+
+        Returns
+        -------
+        y : ndarray of shape (N, n_out, n_in)
+        """
+        alpha, rho, c = theta
+        return np.tanh(alpha * x_t[:, None, :] + rho * m_prev + c)
+
+    def forward(self, x, params=None, m0=None):
+        """Run the connections' recursions over the sequence.
+
+        Parameters
+        ----------
+        x : ndarray of shape (T, N, n_in)
+        params : dict with 'theta' (3, n_out, n_in) and 'b' (n_out,), optional
+        m0 : ndarray of shape (N, n_out, n_in), optional
+            Initial connection states (zeros by default).
+
+        Returns
+        -------
+        a : ndarray of shape (T, N, n_out)
+        cache : dict with x, m0, every state ys (T, N, n_out, n_in), ``m_last`` (= ys[-1])
+            and the parameters used.
+        """
+        where = "MemoryFunctional.forward"
+        p = self._params(params)
+        x = _check_sequence(x, self.n_in, where)
+        T, N, _ = x.shape
+        shape = (N, self.n_out, self.n_in)
+        m0 = np.zeros(shape) if m0 is None else check_array(m0, "m0", shape=shape, where=where)
+        theta = p["theta"]
+        ys = np.empty((T,) + shape)
+        m = m0
+        for t in range(T):
+            m = ys[t] = self.cell(x[t], m, theta)              # m_ij(t) = y_ij(t)
+        a = ys.sum(axis=3) + p["b"]                             # a_j(t) = sum_i y_ij(t) + b_j
+        return a, {"x": x, "m0": m0, "ys": ys, "m_last": ys[-1], "theta": theta,
+                   "gradient": self.gradient}
+
+    def backward_full(self, da, cache):
+        """Gradients, also w.r.t. the initial state (zero for the truncated gradient).
+
+        Parameters
+        ----------
+        da : ndarray of shape (T, N, n_out)
+        cache : dict from :meth:`forward`
+
+        Returns
+        -------
+        dx : (T, N, n_in), grads : dict 'theta', 'b', dm0 : (N, n_out, n_in)
+        """
+        ys, x, theta = cache["ys"], cache["x"], cache["theta"]
+        T, N = x.shape[:2]
+        da = self._check_dy(da, (T, N, self.n_out), "MemoryFunctional.backward")
+        alpha, rho, _ = theta
+        dtanh = 1.0 - ys * ys                                   # (1 - y_t^2), all t
+        if cache["gradient"] == "truncated":
+            g = da[..., None] * dtanh                           # m(t-1) held fixed
+            dm0 = np.zeros_like(cache["m0"])
+        else:
+            g = np.empty_like(ys)
+            carry = np.zeros_like(ys[0])                        # rho * g_{t+1}; none after T
+            for t in range(T - 1, -1, -1):
+                g[t] = (da[t][..., None] + carry) * dtanh[t]    # e_t (1 - y_t^2)
+                carry = rho * g[t]
+            dm0 = carry
+        m_prev = np.concatenate([cache["m0"][None], ys[:-1]], axis=0)   # m(t-1) for every t
+        grads = {"theta": np.stack([np.einsum("tnoi,tni->oi", g, x),    # dL/dalpha
+                                    np.einsum("tnoi,tnoi->oi", g, m_prev),   # dL/drho
+                                    g.sum(axis=(0, 1))]),               # dL/dc
+                 "b": da.sum(axis=(0, 1))}
+        dx = np.einsum("tnoi,oi->tni", g, alpha)
+        return dx, grads, dm0
+
+    def backward(self, da, cache):
+        """``(dx, {'theta', 'b'})``; see :meth:`backward_full` for dm0."""
+        dx, grads, _ = self.backward_full(da, cache)
+        return dx, grads
+
+
+class FunctionalRNN(Layer):
+    """Elman RNN with functional transfer matrices: h_t = tanh(F_x o x_t + F_h o h_{t-1} + b).
+
+    Parameters
+    ----------
+    n_in, n_hidden : int
+    function : str or FunctionType
+        Function of the input FTM F_x.
+    rng : numpy.random.Generator
+        Draws F_x (theta, then signs), then F_h.
+    recurrent_function : str or FunctionType, optional
+        Function of F_h (default: ``function``).
+    init : {'official', 'fan_in'}
+    path, max_elements :
+        Passed to both :class:`FunctionalDense` matrices.
+
+    Attributes
+    ----------
+    params : dict
+        ``'theta_x'`` (k, H, n_in), ``'theta_h'`` (k_h, H, H), ``'b'`` (H,).
+    input_ftm, recurrent_ftm : FunctionalDense
+        The two matrices (bias-free); their ``signs`` are the fixed signs.
+    """
+
+    def __init__(self, n_in, n_hidden, function, rng, recurrent_function=None, init="official",
+                 path="auto", max_elements=DEFAULT_MAX_ELEMENTS):
+        super().__init__()
+        for name, v in (("n_in", n_in), ("n_hidden", n_hidden)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"FunctionalRNN: {name} must be a positive int, got {v!r}")
+        self.n_in, self.n_hidden = int(n_in), int(n_hidden)
+        self.input_ftm = FunctionalDense(n_in, n_hidden, function, rng, init=init, path=path,
+                                         max_elements=max_elements, bias=False)
+        self.recurrent_ftm = FunctionalDense(
+            n_hidden, n_hidden, function if recurrent_function is None else recurrent_function,
+            rng, init=init, path=path, max_elements=max_elements, bias=False)
+        self.params = {"theta_x": self.input_ftm.params["theta"],
+                       "theta_h": self.recurrent_ftm.params["theta"],
+                       "b": np.zeros(self.n_hidden)}
+
+    def __repr__(self):
+        return (f"FunctionalRNN({self.n_in}, {self.n_hidden}, "
+                f"{self.input_ftm.function.name!r}, {self.recurrent_ftm.function.name!r})")
+
+    def forward(self, x, params=None, h0=None):
+        """Run the recursion.
+
+        Parameters
+        ----------
+        x : ndarray of shape (T, N, n_in)
+        params : dict with 'theta_x', 'theta_h', 'b', optional
+        h0 : ndarray of shape (N, H), optional (zeros by default)
+
+        Returns
+        -------
+        hs : ndarray of shape (T, N, H)
+        cache : dict with the input FTM's cache, one recurrent FTM cache per step,
+            h0, hs and the parameters used.
+        """
+        where = "FunctionalRNN.forward"
+        p = self._params(params)
+        x = _check_sequence(x, self.n_in, where)
+        T, N, _ = x.shape
+        H = self.n_hidden
+        h = np.zeros((N, H)) if h0 is None else check_array(h0, "h0", shape=(N, H), where=where)
+        h0 = h
+        # The input part of every step at once: F_x o x_t for all T*N rows.
+        ax, cache_x = self.input_ftm.forward(x, {"theta": p["theta_x"]})
+        hs = np.empty((T, N, H))
+        caches_h = []
+        for t in range(T):
+            ah, cache_h = self.recurrent_ftm.forward(h, {"theta": p["theta_h"]})
+            # h_t = tanh(F_x o x_t + F_h o h_{t-1} + b)
+            h = hs[t] = np.tanh(ax[t] + ah + p["b"])
+            caches_h.append(cache_h)
+        return hs, {"cache_x": cache_x, "caches_h": caches_h, "h0": h0, "hs": hs}
+
+    def backward_full(self, dhs, cache):
+        """BPTT through both FTMs, also returning dL/dh0.
+
+        Parameters
+        ----------
+        dhs : ndarray of shape (T, N, H)
+            Direct dL/dh_t of every step.
+
+        Returns
+        -------
+        dx : (T, N, n_in), grads : dict 'theta_x', 'theta_h', 'b', dh0 : (N, H)
+        """
+        hs = cache["hs"]
+        dhs = self._check_dy(dhs, hs.shape, "FunctionalRNN.backward")
+        T = hs.shape[0]
+        da = np.empty_like(hs)                                  # dL/da_t (pre-activations)
+        dtheta_h = 0.0
+        dh_prev = np.zeros_like(hs[0])                          # dL/dh_t via step t+1
+        for t in range(T - 1, -1, -1):
+            da[t] = (dhs[t] + dh_prev) * (1.0 - hs[t] ** 2)
+            # revised error transmission through F_h: dL/dh_{t-1} = sum_j da_j f_h'(h_{t-1})
+            dh_prev, g = self.recurrent_ftm.backward(da[t], cache["caches_h"][t])
+            dtheta_h = dtheta_h + g["theta"]
+        dx, gx = self.input_ftm.backward(da, cache["cache_x"])
+        grads = {"theta_x": gx["theta"], "theta_h": dtheta_h, "b": da.sum(axis=(0, 1))}
+        return dx, grads, dh_prev
+
+    def backward(self, dhs, cache):
+        """BPTT: ``(dx, {'theta_x', 'theta_h', 'b'})``."""
+        dx, grads, _ = self.backward_full(dhs, cache)
+        return dx, grads
