@@ -1,4 +1,4 @@
-"""The contract every training algorithm implements (see DESIGN.md).
+"""The contract every training algorithm implements.
 
 An algorithm owns the training loop body for one minibatch::
 
@@ -11,17 +11,38 @@ optimiser subtracts ``lr * grads`` (for SGD), so a gradient-descent algorithm
 returns the gradient. Updates that are not gradient descent on ``variables``
 (decorrelation's R rule, DTP's inverse training) run inside ``step`` and are
 documented there with their equations.
+
+Cross-checking another implementation (the same for every algorithm)::
+
+    state = algo.init_state(model, rng, B={"0.B": my_B0})   # give any initial draw
+    tr = algo.trace(model, state, x, y, rng)                 # one step, nothing changed
+    tr["values"]["2.delta"], tr["grads"]["0.W"], tr["after"], tr["given"]
+    algo.step(model, state, x, y, None, **tr["given"])       # replays that step exactly
+
+* **Given values.** Every random quantity a method draws (initial values in
+  ``init_state``, per-step draws in ``step``) has a keyword; its value is a
+  dict ``{key: array}`` keyed like the trace (``"{k}.{name}"``, k the model
+  layer index). A given value is copied and shape-checked and consumes nothing
+  from the rng; with ``rng=None`` a needed value that is not given raises,
+  naming it. :func:`given_or_draw` is the one place this happens.
+* **Trace.** :meth:`Algorithm.trace` runs ``step`` on deep copies of the
+  model, state and rng with a :class:`Recorder`; ``step`` calls
+  ``record.put(key, array)`` for each intermediate its package README names.
+  There is no second implementation: the trace's grads and after-state are
+  ``step``'s, bit for bit.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..losses import softmax_cross_entropy
 
-__all__ = ["StepResult", "Algorithm", "backprop_gradients", "check_loss_finite"]
+__all__ = ["StepResult", "Algorithm", "backprop_gradients", "check_loss_finite", "Recorder",
+           "NULL_RECORDER", "as_recorder", "given_or_draw", "check_given"]
 
 
 @dataclass
@@ -49,6 +70,99 @@ def check_loss_finite(loss, where):
     if not np.isfinite(loss):
         raise FloatingPointError(f"{where}: loss is {loss} (diverged); try a smaller learning rate")
     return loss
+
+
+class Recorder:
+    """Collects one step's intermediates and draws for :meth:`Algorithm.trace`.
+
+    ``values`` maps trace keys (the package README's symbols, ``"{k}.{name}"``
+    per layer) to copies of arrays; ``draws`` maps each given-value keyword to
+    the ``{key: array}`` dict that was used, so ``step(..., **draws)`` replays it.
+    """
+
+    active = True
+
+    def __init__(self):
+        self.values = {}
+        self.draws = {}
+
+    def put(self, key, value):
+        """Record a copy of ``value`` under ``key`` (a later put overwrites)."""
+        self.values[key] = np.array(value, copy=True)
+
+    def draw(self, name, key, value):
+        """Record the value used for random quantity ``key`` of keyword ``name``."""
+        self.draws.setdefault(name, {})[key] = np.array(value, copy=True)
+
+
+class _NullRecorder(Recorder):
+    """The recorder of an ordinary ``step``: records nothing, costs nothing."""
+
+    active = False
+
+    def put(self, key, value):
+        pass
+
+    def draw(self, name, key, value):
+        pass
+
+
+NULL_RECORDER = _NullRecorder()
+
+
+def as_recorder(record):
+    """``record`` itself, or the no-op recorder for ``None``."""
+    return NULL_RECORDER if record is None else record
+
+
+def check_given(given, accepted, where):
+    """Raise ValueError for a given-value keyword the method does not draw.
+
+    ``accepted`` lists the keywords; each value must be a dict ``{key: array}``.
+    """
+    for name, value in given.items():
+        if name not in accepted:
+            raise ValueError(f"{where}: unknown keyword {name!r}; the given values this method "
+                             f"accepts are {sorted(accepted)}")
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: {name} must be a dict {{key: array}} keyed like the trace, "
+                             f"got {type(value).__name__}")
+
+
+def given_or_draw(given, name, key, shape, draw, rng, record=NULL_RECORDER, where="",
+                  dtype=np.float64):
+    """The value of one random quantity: given by the caller, or drawn.
+
+    Parameters
+    ----------
+    given : dict
+        The keyword arguments of ``init_state``/``step`` holding given values.
+    name : str
+        The keyword (family of quantities), e.g. ``"B"``.
+    key : str
+        The quantity, e.g. ``"2.B"``.
+    shape : tuple
+        Its shape; a given value of another shape raises.
+    draw : callable
+        ``draw(rng) -> ndarray``, used when the value is not given.
+    rng : numpy.random.Generator or None
+    record : Recorder
+    dtype : numpy dtype
+        A given value is converted to it (float64; int64 for row indices).
+    """
+    family = given.get(name)
+    if family is not None and key in family:
+        value = np.array(family[key], dtype=dtype, copy=True)
+        if value.shape != tuple(shape):
+            raise ValueError(f"{where}: given {name}[{key!r}] must have shape {tuple(shape)}, "
+                             f"got {value.shape}")
+    else:
+        if rng is None:
+            raise ValueError(f"{where}: rng is None and {name}[{key!r}] was not given; pass an "
+                             f"rng or give {name}={{{key!r}: array of shape {tuple(shape)}}}")
+        value = draw(rng)
+    record.draw(name, key, value)
+    return value
 
 
 def backprop_gradients(model, x, y, loss_fn=softmax_cross_entropy, params=None):
@@ -94,9 +208,33 @@ class Algorithm:
         """The arrays the optimiser updates (default: the model's parameters)."""
         return model.params()
 
-    def step(self, model, state, x, y, rng):  # pragma: no cover - interface
-        """One minibatch: return a :class:`StepResult`."""
+    def step(self, model, state, x, y, rng, record=None, **given):  # pragma: no cover
+        """One minibatch: return a :class:`StepResult`.
+
+        ``record`` (a :class:`Recorder`, or None) collects intermediates for
+        :meth:`trace`; ``given`` holds given values of per-step draws.
+        """
         raise NotImplementedError
+
+    def trace(self, model, state, x, y, rng=None, **given):
+        """One step's computation, recorded, leaving model, state and rng untouched.
+
+        Returns
+        -------
+        dict with
+            ``loss`` (float), ``values`` (every recorded intermediate, keyed by
+            the package README's symbols), ``grads`` (the update directions),
+            ``info`` (the step's diagnostics), ``after`` (the state after the
+            step's internal updates: R after its rule, inverses after their
+            training, ...) and ``given`` (the draws used: ``step(model, state,
+            x, y, None, **trace["given"])`` replays this step exactly).
+        """
+        model_c, state_c = copy.deepcopy(model), copy.deepcopy(state)
+        rng_c = copy.deepcopy(rng)
+        rec = Recorder()
+        res = self.step(model_c, state_c, x, y, rng_c, record=rec, **given)
+        return {"loss": res.loss, "values": rec.values, "grads": res.grads, "info": res.info,
+                "after": state_c, "given": rec.draws}
 
     def predict(self, model, state, x):
         """Network output used for evaluation (default: ``model.forward``)."""

@@ -1,0 +1,125 @@
+"""Validation of what a user hands to refnets, in one place.
+
+Every public entry point where a user's array or hyperparameter enters calls
+one of these (``train``, ``step``, ``predict``, ``trace``, a layer's
+``forward``/``backward`` called directly, losses, loaders, constructors).
+Internal calls between layers do not validate again: there a non-finite value
+means the run diverged (:class:`DivergenceError`), not that the input was bad.
+
+Every error is a ``ValueError`` naming the function, the argument, what was
+expected and what was received.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["DivergenceError", "check_input", "check_number", "check_choice", "check_bool"]
+
+
+class DivergenceError(FloatingPointError):
+    """A quantity of a training run became NaN or inf (the run diverged).
+
+    Attributes
+    ----------
+    quantity : str
+        What went non-finite (e.g. ``"loss"``, ``"logits"``).
+    """
+
+    def __init__(self, message, quantity="loss"):
+        super().__init__(message)
+        self.quantity = quantity
+
+
+def _prefix(where):
+    return f"{where}: " if where else ""
+
+
+def check_input(x, name, where="", ndim=None, batch_axis=0, allow_empty=False):
+    """A user's floating array as float64: finite, non-empty along the batch.
+
+    Parameters
+    ----------
+    x : array_like
+        Floating or integer data (ints and float32 are converted exactly).
+    name : str
+        Argument name for the message.
+    where : str
+        The function, e.g. ``"Dense.forward"``.
+    ndim : int or tuple of int, optional
+        Accepted numbers of dimensions.
+    batch_axis : int
+        The axis holding examples (1 for time-major sequences).
+    allow_empty : bool
+        Accept a batch of zero examples.
+
+    Returns
+    -------
+    ndarray of float64 (``x`` itself when it already is one).
+    """
+    p = _prefix(where)
+    try:
+        a = np.asarray(x)
+    except Exception as exc:
+        raise ValueError(f"{p}{name} must be array-like, got {type(x).__name__}") from exc
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating)
+                               or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{p}{name} must be a real numeric array, got dtype {a.dtype}")
+    if ndim is not None:
+        accepted = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if a.ndim not in accepted:
+            exp = " or ".join(str(d) for d in accepted)
+            raise ValueError(f"{p}{name} must have {exp} dimensions, got shape {a.shape}")
+    if a.dtype != np.float64:
+        a = a.astype(np.float64)
+    if not allow_empty and a.ndim > batch_axis and a.shape[batch_axis] == 0:
+        raise ValueError(f"{p}{name} is an empty batch (shape {a.shape}); "
+                         f"expected at least one example along axis {batch_axis}")
+    if not np.isfinite(a).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise ValueError(f"{p}{name} contains a non-finite value ({a[bad]}) at index {bad}; "
+                         f"clean the data before training")
+    return a
+
+
+def check_number(value, name, where="", low=None, high=None, low_open=False, high_open=False,
+                 integer=False):
+    """A real (or integer) hyperparameter within its range.
+
+    Strings, bools, None, NaN and inf are refused. Returns ``float(value)``
+    (or ``int(value)`` when ``integer``).
+    """
+    p = _prefix(where)
+    kind = "an integer" if integer else "a real number"
+    ok = isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real)
+    if isinstance(value, (bool, np.bool_)) or not ok:
+        raise ValueError(f"{p}{name} must be {kind}, got {value!r} ({type(value).__name__})")
+    v = int(value) if integer else float(value)
+    if not integer and not np.isfinite(v):
+        raise ValueError(f"{p}{name} must be finite, got {value!r}")
+    lo_bad = low is not None and (v <= low if low_open else v < low)
+    hi_bad = high is not None and (v >= high if high_open else v > high)
+    if lo_bad or hi_bad:
+        lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
+        hi = "" if high is None else (f"< {high}" if high_open else f"<= {high}")
+        rng = " and ".join(s for s in (lo, hi) if s)
+        raise ValueError(f"{p}{name} must be {rng}, got {value!r}")
+    return v
+
+
+def check_choice(value, name, choices, where=""):
+    """One of ``choices`` (compared with ``==``)."""
+    if not isinstance(value, str) and any(isinstance(c, str) for c in choices):
+        raise ValueError(f"{_prefix(where)}{name} must be one of {list(choices)}, got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{_prefix(where)}{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_bool(value, name, where=""):
+    """A bool (numpy bools accepted), never a string or number."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{_prefix(where)}{name} must be True or False, got {value!r}")
+    return bool(value)
