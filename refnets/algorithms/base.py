@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..losses import softmax_cross_entropy
+from ..validation import DivergenceError
 
 __all__ = ["StepResult", "Algorithm", "backprop_gradients", "check_loss_finite", "Recorder",
            "NULL_RECORDER", "as_recorder", "given_or_draw", "check_given"]
@@ -66,9 +67,9 @@ class StepResult:
 
 
 def check_loss_finite(loss, where):
-    """Raise FloatingPointError if ``loss`` is NaN or inf."""
+    """Raise :class:`~refnets.validation.DivergenceError` if ``loss`` is NaN or inf."""
     if not np.isfinite(loss):
-        raise FloatingPointError(f"{where}: loss is {loss} (diverged); try a smaller learning rate")
+        raise DivergenceError(f"{where}: loss is {loss} (diverged); try a smaller learning rate")
     return loss
 
 

@@ -1,0 +1,7 @@
+"""``python -m refnets`` works like the ``refnets`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
