@@ -77,7 +77,7 @@ def test_hand_example():
 
 
 def test_bias_before_batchnorm_gets_zero_gradient(rng):
-    """Spec 6.8: the Dense bias is dead under BN (db = 1^T dA = 0)."""
+    """The Dense bias is dead under BN: BN subtracts the batch mean, so db = 1^T dA = 0."""
     dense, bn = Dense(4, 3, rng), BatchNorm(3)
     x = rng.standard_normal((6, 4))
     a, c1 = dense.forward(x)
