@@ -38,7 +38,8 @@ weights (all rules)      dW_k = delta_k z_k^T; the rules differ in delta_k:
   DFA  delta_k     = f' * D_k e                         (D_k fixed random, e = output error)
   NP   delta_k     = (L_noisy - L_clean) eps_k / sigma^2   (eps_k ~ N(0, sigma^2) on a_k)
 Whitened inputs make gradient descent on W follow the input factor of the natural
-gradient, dW C_x^-1 (refnets.algorithms.decorrelation.algorithm, spec §2).
+gradient, dW C_x^-1 (DEC-19 in refnets/algorithms/decorrelation/README.md, which
+also tags every equation above: DEC-2, DEC-16, DEC-4, DEC-6, DEC-8, DEC-10).
 
 Run
 ---
@@ -60,12 +61,8 @@ Part B, MLP 784-256-256-256-10 on the 5000/1000 subset, 10 epochs, test accuracy
     DFA   0.551 -> 0.754  |  0.486 -> 0.754   scaled rule; whiten rule: 0.777 -> 0.809
     NP    0.358 -> 0.663  |  0.509 -> 0.775
 
-The spec's prototype (sklearn 8x8 digits, 1500 train, globally standardised,
-64-256x4-10 net, decor eta 1e-3, mean of 3 seeds) reported FA after one epoch
-0.49 -> 0.77 and NP after ten epochs 0.21 -> 0.65. Same direction here, smaller
-FA gain after one epoch (0.57 -> 0.63) and a larger NP gain at ten epochs
-(0.66 -> 0.78); the tasks, input scaling and widths differ, and these are
-single-seed numbers. Decorrelation speeds up BP early (0.81 vs 0.76 after one
+Single-seed numbers. Decorrelation speeds up FA after one epoch (0.57 -> 0.63)
+and NP most at ten epochs (0.66 -> 0.78). Decorrelation speeds up BP early (0.81 vs 0.76 after one
 epoch) and drives the training loss much lower (it overfits the 5000 images).
 True DFA is *not* helped by the paper's scaled rule at these rates: its gain s
 matches ||z|| to the raw, un-centred ||h||, and DFA pushes all hidden units the
@@ -124,7 +121,7 @@ BATCH = 50
 
 # %% Part A - why: gradient descent on correlated inputs (linear regression, d = 30)
 # x ~ N(0, C) with eigenvalues log-spaced over 3 decades; t = x W*^T. GD on the MSE needs
-# ~kappa(C) steps; behind a decorrelator it follows the natural gradient dW C^-1 (spec §2).
+# ~kappa(C) steps; behind a decorrelator it follows the natural gradient dW C^-1 (DEC-19).
 def regression_steps(mode, rng, d=30, n=1000, tol=1e-6, max_steps=20000):
     lam = np.logspace(0, -3, d)
     q, _ = np.linalg.qr(rng.standard_normal((d, d)))
@@ -170,7 +167,7 @@ print(f"Fashion-MNIST subset: train {data.x_train.shape}, test {data.x_test.shap
 # eta of the R rule per rule: the better of {1e-4, 1e-3} after 3 epochs of the full run
 # (the paper also sweeps the decorrelation rate per rule). NP gains with 1e-4 but loses with
 # 1e-3 (test acc 0.68 vs 0.43 after 3 epochs), FA and DFA prefer 1e-3. eta must stay small
-# against the largest eigenvalue of C_z (spec §1.5); for the raw pixels:
+# against the largest eigenvalue of C_z (DEC-21); for the raw pixels:
 DECOR_LR = {"BP": 1e-3, "FA": 1e-3, "DFA": 1e-3, "NP": 1e-4}
 if args.decor_lr is not None:
     DECOR_LR = dict.fromkeys(DECOR_LR, args.decor_lr)

@@ -1,84 +1,33 @@
 """Decorrelation before every layer (Ahmad 2024), trained with backprop.
 
 A square matrix R (initialised to I) sits in front of every Dense and Conv2D
-layer and feeds the layer a decorrelated input::
+layer and feeds the layer a decorrelated input z = R (h - mu) (DEC-1, DEC-2;
+conv: patch-wise, DEC-2a); the layer itself is unchanged (DEC-3). R is not
+trained by gradients: after the step's forward and backward pass it moves by
+a local rule on a sub-batch (DEC-13 to DEC-16, in
+:mod:`~refnets.algorithms.decorrelation.rules`). The loss gradient flows
+through R and the batch-mean subtraction (DEC-5). FA, DFA, NP and WP reuse
+:class:`Decorrelation` through :mod:`~refnets.algorithms.decorrelation.net`.
 
-    train:  mu = batch mean of h;   running_mu <- (1 - m) running_mu + m mu
-    eval :  mu = running_mu
-    z = R (h - mu)                  rows: z = (h - mu) @ R.T          [spec §1.1]
-    a = W z + b                     the layer itself, unchanged
-
-R is **not** trained by gradients: after the forward/backward of a training
-step it moves by a local rule on a sub-batch (default the paper's
-norm-preserving ``R <- s (I - eta C_z) R``; see
-:mod:`refnets.algorithms.decorrelation.rules`). The loss gradient does flow
-*through* R and through the batch-mean subtraction, as through BatchNorm::
-
-    dL/dh = g R - mean_batch(g R),   g = dL/dz                        [spec §1.1]
-
-(dense; a conv layer applies the same per channel after col2im). For a conv
-layer R is patch-wise: D = C_in kh kw, every receptive field (a row of
-``im2col``) is one sample, and the conv weights act as a 1x1 conv on the
-decorrelated patches; at R = I this is the original conv (spec §1.4, P1).
-
-Why: for a = W x, gradient descent on V in W = V R with R C_x R^T = c I moves
-W along -eta c grad_W L C_x^-1, the input factor of the natural gradient
-(spec §2, P5). The same rescues approximate rules (feedback alignment, node
-perturbation), which only change the W update; they use the functions below
-(:func:`forward_net`, :func:`backward_params`, :func:`backward_input`) with
-``decorrelate=True``.
+The derivations, the map to the authors' code and the deviations are in this
+package's README.md; the tags (DEC-n) are its equation numbers.
 
 Symbol table
 ------------
 ==============  =========================  ==================================
-paper / spec     code name                  shape
+paper            code name                  shape
 ==============  =========================  ==================================
 h               ``h``                       (N, d) dense; (N, C_in, H, W) conv
 mu              ``mu``, ``running_mean``    (d,) dense; (C_in,) conv
 R               ``state['R']``              (d, d); conv d = D = C_in kh kw
 z = R(h - mu)   ``z``                       (N, d); conv (N H_out W_out, D)
-S, k            first ``k`` rows            k = min(N, max(floor(f N) + 1, d))
+S, k_S          first ``k`` rows            k = min(N, max(floor(f N) + 1, d))
 C_z             ``C``                       (d, d), second moment over S
 s               ``s``                       scalar gain
 eta             ``Decorrelation.lr``        scalar
 W, b            the layer's params          (n_out, d) / (C_out, C_in, kh, kw)
 a = W z + b     ``a``                       (N, n_out) / (N, C_out, H_out, W_out)
 ==============  =========================  ==================================
-
-Deviations
-----------
-* Equation references are to the sections of the refnets spec
-  (``decorrelation.md``), which transcribes the paper and the authors' code
-  (``nasiryahm/CorrelationsRuinGD``); the paper's own equation numbers were
-  not available offline.
-* Orientation: z = R(h - mu) and R <- s(I - eta C)R, the paper-era (ICLR)
-  dense and the conv form. The authors' latest dense code applies z = R^T h
-  with the same update (spec §4.2 quirk 1); ``legacy_head_dense=True``
-  reproduces it for cross-checks only.
-* The update runs inside ``step`` after the forward and backward pass, from
-  the stored h and z: the step's output and gradient use the old R, the same
-  ordering as the authors' in-forward update.
-* Sub-batch: the first k = floor(f N) + 1 rows (authors), but **at least d**
-  rows (or the whole batch) so C_z is not rank-deficient for small batches
-  (spec pitfall 5); conv: the first k images, all their positions.
-* Gain s: per-sample mean of norm ratios with the 1e-8 inside the square
-  root (HEAD); the ICLR-submission commit used a ratio of RMS values.
-* Zero-variance inputs (constant pixels, dead units): R's columns along them
-  are never shrunk and grow like s^t (spec pitfall 3). ``guard=True``
-  (default) leaves the columns of inputs with zero variance in the sub-batch
-  unchanged, which is the same rule restricted to the live inputs (those
-  columns multiply zeros anyway); any non-finite R or ||R||_F above
-  ``max_norm`` raises FloatingPointError naming the layer and the step.
-  ``info['decor_dead_inputs']`` reports how many inputs were frozen.
-* ``zca`` uses an exponential running covariance of the centred inputs
-  (momentum ``mean_momentum``), whitens to unit variance, and floors the
-  eigenvalues at ``zca_eps * mean(eigenvalues)``: an O(d^3) oracle, not the
-  paper's method.
-* A later version of the authors' code also multiplies W by (I - eta C)^-1
-  after each R step so that W R is unchanged by the R update; not done here
-  (the paper's rule leaves W alone).
-* The noisy and perturbed passes of node/weight perturbation reuse the clean
-  pass's batch mean (the authors' NP code centres the doubled batch).
 
 References
 ----------
@@ -167,7 +116,7 @@ class Decorrelation:
 
     # ------------------------------------------------------------------ state
     def init_layer(self, layer):
-        """State of one decorrelator: R = I, running mean 0 (spec §1.5)."""
+        """State of one decorrelator: R = I, running mean 0."""
         if isinstance(layer, Dense):
             d, n_mean = layer.n_in, layer.n_in
         elif isinstance(layer, Conv2D):
@@ -225,7 +174,7 @@ class Decorrelation:
                 raise ValueError(f"{where}: h must have shape (N, {layer.n_in}), got {np.shape(h)}")
             mu_used, through = self._mean(h, st, train, mu, 0)
             hc = h - mu_used
-            z = hc @ R if self.legacy_head_dense else hc @ R.T           # z = R (h - mu)
+            z = hc @ R if self.legacy_head_dense else hc @ R.T           # (DEC-2) z = R (h - mu)
             a, lcache = layer.forward(z, params)
             cache = {"layer": lcache}
         elif isinstance(layer, Conv2D):
@@ -234,12 +183,12 @@ class Decorrelation:
                                  f"got {np.shape(h)}")
             p = layer.params if params is None else params
             mu_used, through = self._mean(h, st, train, mu, (0, 2, 3))
-            hc = h - mu_used[:, None, None]                     # centre per channel, before padding
+            hc = h - mu_used[:, None, None]                     # (DEC-1) per channel, before padding
             kh, kw = layer.kernel_size
             cols = im2col(hc, kh, kw, layer.stride, layer.padding)   # (N*P, D) patches
-            z = cols @ R.T                                      # z = R patch
+            z = cols @ R.T                                      # (DEC-2a) z = R patch
             W = p["W"]
-            A = z @ W.reshape(layer.c_out, -1).T                # the conv as a 1x1 conv on z
+            A = z @ W.reshape(layer.c_out, -1).T                # (DEC-3) a 1x1 conv on z
             if layer.bias:
                 A = A + p["b"]
             n, (ho, wo) = h.shape[0], layer.output_shape(h.shape)[1:]
@@ -249,14 +198,14 @@ class Decorrelation:
             raise ValueError(f"{where}: layer must be Dense or Conv2D, got {type(layer).__name__}")
         if train and through:
             m = self.mean_momentum
-            st["running_mean"] = (1 - m) * st["running_mean"] + m * mu_used
+            st["running_mean"] = (1 - m) * st["running_mean"] + m * mu_used     # (DEC-1)
         cache.update({"decorrelated": True, "h": h, "hc": hc, "z": z, "R": R, "mu": mu_used,
                       "mean_grad": through})
         return a, cache
 
     # --------------------------------------------------------------- backward
     def backward_params(self, layer, da, cache):
-        """dL/dW = da^T z (sum over the batch / positions), dL/db = sum of da."""
+        """dL/dW = da^T z (sum over the batch / positions), dL/db = sum of da (DEC-4)."""
         if isinstance(layer, Dense):
             return layer.backward_params(da, cache["layer"])
         dA = da.transpose(0, 2, 3, 1).reshape(-1, layer.c_out)          # (N*P, C_out)
@@ -269,12 +218,12 @@ class Decorrelation:
         """dL/dh through W (or a feedback matrix ``W``), R and the mean subtraction.
 
         dz = da W (or da B);  d(h - mu) = dz R;  dh = d(h - mu) - batch mean
-        of it when the batch mean was subtracted (spec §1.1).
+        of it when the batch mean was subtracted (DEC-5, DEC-5a).
         """
         R = cache["R"]
         if isinstance(layer, Dense):
             dz = layer.backward_input(da, cache["layer"], W=W)
-            dhc = dz @ R.T if self.legacy_head_dense else dz @ R
+            dhc = dz @ R.T if self.legacy_head_dense else dz @ R         # (DEC-5) g R
             axes = 0
         else:
             W = cache["W"] if W is None else W
@@ -284,15 +233,15 @@ class Decorrelation:
             dA = da.transpose(0, 2, 3, 1).reshape(-1, layer.c_out)
             dz = dA @ W.reshape(layer.c_out, -1)                         # (N*P, D)
             kh, kw = layer.kernel_size
-            dhc = col2im(dz @ R, cache["x_shape"], kh, kw, layer.stride, layer.padding)
+            dhc = col2im(dz @ R, cache["x_shape"], kh, kw, layer.stride, layer.padding)  # (DEC-5a)
             axes = (0, 2, 3)
         if cache["mean_grad"]:
-            dhc = dhc - dhc.mean(axis=axes, keepdims=True)
+            dhc = dhc - dhc.mean(axis=axes, keepdims=True)               # - mean_batch (DEC-5)
         return dhc
 
     # ----------------------------------------------------------------- update
     def _sub_batch(self, layer, cache):
-        """(Z_s, H_raw_s, Hc_s): the first k samples (rows) of z, raw h and centred h."""
+        """(Z_s, H_raw_s, Hc_s): the first k samples (rows) of z, raw h and centred h (DEC-13)."""
         h, z = cache["h"], cache["z"]
         n, d = h.shape[0], z.shape[1]
         if isinstance(layer, Dense):
@@ -340,22 +289,22 @@ class Decorrelation:
                         whiteness=float(np.sqrt(max(total - 2 * c * c_diag.sum() + d * c * c, 0.0))
                                         / (abs(c) * np.sqrt(d))) if c else float("nan"))
         v = np.einsum("ij,ij->j", Hc, Hc) / Hc.shape[0]      # per-input mean square
-        dead = v <= self.var_tol * v.max() if v.max() > 0 else np.ones(d, dtype=bool)
+        dead = v <= self.var_tol * v.max() if v.max() > 0 else np.ones(d, dtype=bool)  # (DEC-20)
         info["dead_inputs"] = float(dead.sum())
         if (self.lr == 0 and self.mode != "zca") or (self.guard and dead.all()):
             info["R_norm"] = float(np.linalg.norm(R))
             return info
 
         if self.mode == "scaled":
-            R_new, s = rules.scaled_update(R, Z, H_raw, self.lr, C)
+            R_new, s = rules.scaled_update(R, Z, H_raw, self.lr, C)          # (DEC-16)
             info["gain"] = s
         elif self.mode == "offdiag":
-            R_new = rules.offdiag_update(R, Z, self.lr, C)
+            R_new = rules.offdiag_update(R, Z, self.lr, C)                   # (DEC-16a)
         elif self.mode == "whiten":
-            R_new = rules.whiten_update(R, Z, self.lr, C)
+            R_new = rules.whiten_update(R, Z, self.lr, C)                    # (DEC-16b)
         elif self.mode == "foldiak":
-            st["M"], R_new = rules.foldiak_update(st["M"], Z, self.lr, C)
-        else:  # zca: running covariance of the centred inputs of the whole batch
+            st["M"], R_new = rules.foldiak_update(st["M"], Z, self.lr, C)    # (DEC-16c)
+        else:  # (DEC-16d) zca: running covariance of the centred inputs of the whole batch
             hc = cache["cols"] if isinstance(layer, Conv2D) else cache["hc"]
             C_b = hc.T @ hc / hc.shape[0]
             m = self.mean_momentum

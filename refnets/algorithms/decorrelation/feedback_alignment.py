@@ -10,10 +10,13 @@ at the output, f' the derivative of the nonlinearity after layer k)::
     FA-straight-through: FA with f' := 1 in the backward pass (the authors' "DFA")
     DFA  delta_k     = f'(a_k) * (D_k e)                       D_k fixed random (n_k, C)
 
-J_k^T is the decorrelator's backward (R_k^T, then the batch-mean subtraction)
-when ``decorrelate=True`` and the identity otherwise; it stays exact in every
-variant (spec §2). In row layout the FA line is
-``Dense.backward_input(delta, cache, W=B)`` = ``delta @ B``.
+J_k^T is the decorrelator's backward (R_k^T, then the batch-mean subtraction,
+DEC-5) when ``decorrelate=True`` and the identity otherwise; it stays exact in
+every variant. In row layout the FA line (DEC-6) is
+``Dense.backward_input(delta, cache, W=B)`` = ``delta @ B``; straight-through
+is DEC-7, DFA is DEC-8. The map to the authors' code (their "DFA" is
+:class:`FAStraightThrough`) and the deviations (float64 B, conv bias gradient,
+DFA on Dense layers only) are in this package's README.md.
 
 Symbol table
 ------------
@@ -27,23 +30,6 @@ e                ``e``                       (N, n_classes), dL/d(logits), mean 
 delta_k          ``delta``                   (N, n_out_k) = dL/da_k (FA's version)
 z_k              decorrelated input          (N, n_in)
 ===============  ==========================  ===================================
-
-Deviations
-----------
-* The authors' code (``nasiryahm/CorrelationsRuinGD``) calls FA with a
-  straight-through LeakyReLU "DFA"; it is not Nøkland's DFA. Here
-  :class:`DirectFeedbackAlignment` is Nøkland's rule and the authors' variant
-  is :class:`FAStraightThrough` (spec §2, §4.2 quirk 5).
-* B_k is drawn like the authors' ``kaiming_uniform_``: U(-sqrt(6/fan_in),
-  +sqrt(6/fan_in)) (refnets ``he_uniform``), in float64 (theirs is float32).
-  D_k uses the same initialiser on shape (n_out_k, C). No B for the first
-  weight layer: its input gradient is never needed.
-* Conv layers: FA sends the error through B with the conv's own backward,
-  including a bias gradient (the authors' conv FA returns none; spec
-  appendix). DFA supports Dense layers only (D_k needs the output size,
-  unknown for a conv before the first batch).
-* Equation references are to Lillicrap et al. (2016) and Nøkland (2016) and
-  to the sections of the refnets spec ``decorrelation.md``.
 
 References
 ----------
@@ -145,12 +131,12 @@ class FeedbackAlignment(_FeedbackBase):
         for k in range(len(model.layers) - 1, first - 1, -1):
             layer = model.layers[k]
             if k in state["B"] or k == first:                       # a weight layer
-                grads[k] = backward_params(layer, delta, caches[k], self.decor)
+                grads[k] = backward_params(layer, delta, caches[k], self.decor)   # (DEC-4)
                 if k == first:
                     break
-                delta = backward_input(layer, delta, caches[k], self.decor, W=state["B"][k])
+                delta = backward_input(layer, delta, caches[k], self.decor, W=state["B"][k])  # (DEC-6)
             elif self.straight_through and isinstance(layer, Activation):
-                continue                                            # f' := 1
+                continue                                            # (DEC-7) f' := 1
             else:
                 delta, grads[k] = layer.backward(delta, caches[k])
         res = self._finish(model, state, loss, e, caches, grads)
@@ -164,7 +150,7 @@ class FAStraightThrough(FeedbackAlignment):
 
     The forward pass keeps the nonlinearity; the error path is
     B_{k+1}^T ... B_L^T e interleaved with the decorrelators' backward only
-    (spec §2). Not direct feedback alignment: see
+    (DEC-7). Not direct feedback alignment: see
     :class:`DirectFeedbackAlignment`.
     """
 
@@ -212,7 +198,7 @@ class DirectFeedbackAlignment(_FeedbackBase):
             if k == ks[-1]:
                 delta = e
             else:
-                delta = e @ state["D"][k].T                         # D_k e, (N, n_out_k)
+                delta = e @ state["D"][k].T                         # (DEC-8) D_k e, (N, n_out_k)
                 nxt = model.layers[k + 1] if k + 1 < len(model.layers) else None
                 if isinstance(nxt, Activation):
                     delta, _ = nxt.backward(delta, caches[k + 1])   # * f'(a_k)

@@ -3,7 +3,7 @@
 No backward pass at all: a second, noisy forward pass and the change of the
 loss it causes give a stochastic estimate of the gradient.
 
-**Node perturbation** (all weight layers at once, spec §2). The clean pass
+**Node perturbation** (all weight layers at once, DEC-9, DEC-10). The clean pass
 gives a_k = W_k z_k + b_k and per-sample losses L_n; the noisy pass adds
 eps_k ~ N(0, sigma^2 I) to every a_k (propagating through the layers above)
 and gives L~_n. With dL_n = L~_n - L_n::
@@ -12,10 +12,10 @@ and gives L~_n. With dL_n = L~_n - L_n::
     g^_{W_k}   = (1/N) sum_n g^_{a_k,n} z_{k,n}^T,   g^_{b_k} = (1/N) sum_n g^_{a_k,n}
 
 since dL_n = sum_k <dL_n/da_k, eps_k> + O(sigma^2) and E[eps eps^T] = sigma^2 I
-(first-order unbiased; spec P9). ``z_k`` is the clean pass's (decorrelated)
+(first-order unbiased, DEC-11). ``z_k`` is the clean pass's (decorrelated)
 input of layer k.
 
-**Weight perturbation**: perturb every parameter, theta~ = theta + eps,
+**Weight perturbation** (DEC-12): perturb every parameter, theta~ = theta + eps,
 eps ~ N(0, sigma^2 I), on the batch-mean loss L::
 
     g^_theta = (L(theta~) - L(theta)) eps / sigma^2       E[g^] = grad L + O(sigma^2)
@@ -35,19 +35,9 @@ dL_n             ``dL``                    (N,)
 z_k              clean decorrelated input  (N, n_in_k)
 ==============  ========================  ==================================
 
-Deviations
-----------
-* The authors' NP code duplicates the batch [clean; noisy] in float32 with
-  sigma = 1e-6; here two passes in float64 with default sigma = 1e-4 (the
-  spec's prototype value), noise drawn from the ``rng`` given to ``step``.
-* With decorrelation the noisy pass reuses the clean pass's batch means and
-  R (the authors' code centres the doubled batch, so the noisy half shifts
-  the mean); the R rules see only the clean pass.
-* The per-sample losses needed by NP are computed for the two refnets losses
-  (:func:`~refnets.losses.softmax_cross_entropy`, :func:`~refnets.losses.mse`
-  with its default reduction); other losses need ``per_sample_loss``.
-* Weight perturbation is not in the paper or the authors' code; it is the
-  classic baseline (Jabri & Flower 1992), with the same decorrelation option.
+The map to the authors' code (their one-pass doubled batch) and the
+deviations (float64, sigma, the centring of the noisy pass, WP being a
+baseline outside the paper) are in this package's README.md.
 
 References
 ----------
@@ -183,7 +173,7 @@ class NodePerturbation(_PerturbationBase):
                 st = None if state["decor"] is None else state["decor"][k]
                 h, _ = layer_forward(layer, h, self.decor, st, train=False, mu=mus[k])
                 eps[k] = self.sigma * rng.standard_normal(h.shape)
-                h = h + eps[k]
+                h = h + eps[k]                                   # (DEC-9)
             else:
                 h, _ = layer.forward(h)
         return h, eps
@@ -192,7 +182,7 @@ class NodePerturbation(_PerturbationBase):
         """Clean pass, noisy pass, g^_W = (1/N) sum_n (dL_n / sigma^2) eps_n z_n^T."""
         out, loss, dout, caches, mus = self._clean(model, state, x, y, rng)
         out_noisy, eps = self.noisy_forward(model, state, x, mus, rng)
-        dL = self._losses(out_noisy, y) - self._losses(out, y)           # (N,)
+        dL = self._losses(out_noisy, y) - self._losses(out, y)           # (DEC-10) (N,)
         if not np.all(np.isfinite(dL)):
             raise FloatingPointError(f"NodePerturbation.step {state['step']}: the noisy pass "
                                      f"diverged (non-finite loss change)")
@@ -200,7 +190,7 @@ class NodePerturbation(_PerturbationBase):
         grads = [{} for _ in model.layers]
         for k, e_k in eps.items():
             coef = (dL / (self.sigma ** 2 * n)).reshape((n,) + (1,) * (e_k.ndim - 1))
-            g_a = coef * e_k                                             # g^_a / N, (N, n_out_k)
+            g_a = coef * e_k                                             # (DEC-10) g^_a / N
             grads[k] = backward_params(model.layers[k], g_a, caches[k], self.decor)
         return self._finish(model, state, loss, dout, caches, grads,
                             {"loss_change": float(np.mean(dL))})
@@ -242,7 +232,7 @@ class WeightPerturbation(_PerturbationBase):
                 raise FloatingPointError(f"WeightPerturbation.step {state['step']}: the perturbed "
                                          f"pass diverged (non-finite loss)")
             for key in g:
-                g[key] += dL / (self.sigma ** 2 * self.n_draws) * eps[key]
+                g[key] += dL / (self.sigma ** 2 * self.n_draws) * eps[key]   # (DEC-12)
         return self._finish(model, state, loss, dout, caches, model.unflatten(g), {})
 
 

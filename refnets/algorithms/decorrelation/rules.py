@@ -1,8 +1,10 @@
 """Update rules of the decorrelating matrix R, and the whiteness diagnostics.
 
-Pure functions on arrays, no layers: the maths of Ahmad (2024), §1.2-1.3 of
-the refnets spec ``decorrelation.md``, written so each line can be checked by
-hand. :mod:`refnets.algorithms.decorrelation.algorithm` applies them to every layer.
+Pure functions on arrays, no layers: one function per line of the package
+README's equations DEC-14 to DEC-21, written so each line can be checked by
+hand. :mod:`refnets.algorithms.decorrelation.algorithm` applies them to every
+layer; the README has the derivations (fixed points, the C R product) and the
+deviations.
 
 Conventions (row layout, like :class:`~refnets.layers.Dense`)
 ---------------------------------------------------------------
@@ -11,18 +13,18 @@ are samples; in column notation ``z = R h_c``, in rows ``Z = H_c @ R.T``. The
 sub-batch second moment (not a covariance: no mean is removed here, the
 caller centred h already)::
 
-    C = (1/k) Z^T Z                                  (d, d)          [§1.2, step 2]
+    C = (1/k) Z^T Z                                  (d, d)          (DEC-14)
 
 Rules (eta = ``lr``)::
 
-    scaled   R <- s (I - eta C) R,  s = mean_i ||h_i|| / sqrt(||z_i||^2 + 1e-8)   [§1.2]
-    offdiag  R <- R - eta (C - diag C) R                                           [§1.3, COPI]
-    whiten   R <- R - eta (C - I) R                                                [§1.3]
-    foldiak  M <- M + eta (C - diag C),  R = (I + M)^-1                            [§1.3, Földiák 1990]
-    zca      R = U (Lambda + eps)^-1/2 U^T  from  C_h = U Lambda U^T               [§1.3, oracle]
+    scaled   R <- s (I - eta C) R,  s = mean_i ||h_i|| / sqrt(||z_i||^2 + 1e-8)   (DEC-15, DEC-16)
+    offdiag  R <- R - eta (C - diag C) R                                           (DEC-16a, COPI)
+    whiten   R <- R - eta (C - I) R                                                (DEC-16b)
+    foldiak  M <- M + eta (C - diag C),  R = (I + M)^-1                            (DEC-16c, Földiák 1990)
+    zca      R = U (Lambda + eps)^-1/2 U^T  from  C_h = U Lambda U^T               (DEC-16d, oracle)
 
 ``C R`` is computed as ``Z^T (Z R) / k`` when k < d: O(k d^2) instead of the
-O(d^3) of forming C first (spec P6).
+O(d^3) of forming C first (DEC-17).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def _check_z(Z, where):
 
 
 def second_moment(Z):
-    """C = (1/k) Z^T Z, the full second moment of the rows of ``Z``.
+    """C = (1/k) Z^T Z, the full second moment of the rows of ``Z`` (DEC-14).
 
     Parameters
     ----------
@@ -63,7 +65,7 @@ def c_times_r(Z, R, C=None):
     """C R with C = Z^T Z / k, without forming C when that is cheaper.
 
     ``Z^T (Z R) / k`` costs 2 k d^2 flops, ``(Z^T Z) R / k`` costs k d^2 + d^3;
-    the first wins when k < d (spec P6: both are the same matrix).
+    the first wins when k < d (DEC-17: both are the same matrix).
 
     Parameters
     ----------
@@ -86,11 +88,11 @@ def c_times_r(Z, R, C=None):
 
 
 def norm_gain(H_raw, Z):
-    """The gain s = mean_i ||h_i|| / sqrt(||z_i||^2 + 1e-8).
+    """The gain s = mean_i ||h_i|| / sqrt(||z_i||^2 + 1e-8)  (DEC-15).
 
     ``H_raw`` holds the **raw, un-centred** inputs of the same sub-batch rows
-    as ``Z`` (the authors' code; spec §4.2 quirk 3). After ``R <- s R`` the
-    mean norm ratio ||h_i|| / ||z_i|| over the sub-batch is 1 (spec P2).
+    as ``Z`` (as the authors' code does). After ``R <- s R`` the mean norm
+    ratio ||h_i|| / ||z_i|| over the sub-batch is 1 (up to the 1e-8).
 
     Parameters
     ----------
@@ -106,11 +108,11 @@ def norm_gain(H_raw, Z):
 
 
 def scaled_update(R, Z, H_raw, lr, C=None):
-    """The paper's norm-preserving rule: R <- s (I - eta C) R  (spec §1.2, step 4).
+    """The paper's norm-preserving rule: R <- s (I - eta C) R  (DEC-16).
 
     Written as ``s * (R - eta * C R)``: the authors' ``s R - eta C (s R)``.
     Fixed point: C = c I with s = 1 / (1 - eta c), i.e. white up to the
-    scalar c that norm matching selects (spec P3).
+    scalar c that norm matching selects (DEC-18).
 
     Parameters
     ----------
@@ -137,7 +139,7 @@ def scaled_update(R, Z, H_raw, lr, C=None):
 
 
 def offdiag_update(R, Z, lr, C=None):
-    """Decorrelation only (COPI / DBP): R <- R - eta (C - diag C) R  (spec §1.3).
+    """Decorrelation only (COPI / DBP): R <- R - eta (C - diag C) R  (DEC-16a).
 
     Stationary when C is diagonal; the variances are left to drift.
     """
@@ -146,12 +148,12 @@ def offdiag_update(R, Z, lr, C=None):
 
 
 def whiten_update(R, Z, lr, C=None):
-    """Simple whitening: R <- R - eta (C - I) R  (spec §1.3); stationary at C = I."""
+    """Simple whitening: R <- R - eta (C - I) R  (DEC-16b); stationary at C = I."""
     return R - lr * (c_times_r(Z, R, C) - R)
 
 
 def foldiak_update(M, Z, lr, C=None):
-    """Földiák's anti-Hebbian lateral weights: M <- M + eta (C - diag C).
+    """Földiák's anti-Hebbian lateral weights: M <- M + eta (C - diag C)  (DEC-16c).
 
     The decorrelated output is the fixed point of z = h - M z, i.e.
     z = (I + M)^-1 h, so ``R = inv(I + M)`` (O(d^3) per step: the reason the
@@ -168,7 +170,7 @@ def foldiak_update(M, Z, lr, C=None):
 
 
 def zca_matrix(C, eps=1e-5):
-    """ZCA whitening matrix U (Lambda + eps mean(Lambda))^-1/2 U^T of a covariance.
+    """ZCA whitening matrix U (Lambda + eps mean(Lambda))^-1/2 U^T of a covariance (DEC-16d).
 
     The closed-form reference: ``R C R^T = I`` exactly when eps = 0 and C is
     full rank. The floor ``eps * mean(Lambda)`` (relative, so scale-free)
@@ -214,7 +216,7 @@ def diag_power(C):
 
 
 def suggest_decor_lr(h, target=0.1, center=True, n_iter=50):
-    """A decorrelation rate with eta * lambda_max(C_h) = ``target``  (spec §6, pitfall 4).
+    """A decorrelation rate with eta * lambda_max(C_h) = ``target``  (DEC-21).
 
     The rules are stable only while eta * lambda_max(C_z) << 1, and C_z
     starts as C_h (R = I), so eta does not transfer across input scales or

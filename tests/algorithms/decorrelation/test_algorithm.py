@@ -1,7 +1,8 @@
 """Decorrelation (Ahmad 2024): the rules, the layer maths and backprop through R.
 
-Invariants P1-P11 of the spec (``decorrelation.md`` §5), the official
-``Decorrelator`` test vector (§4.3) and the guard against zero-variance inputs.
+The invariants of the package README's equations (DEC-1 to DEC-21), a
+hand-worked vector of the authors' ``Decorrelator`` (orientation, sub-batch,
+gain) and the guard against zero-variance inputs.
 """
 
 import numpy as np
@@ -18,7 +19,7 @@ from refnets.losses import mse, softmax_cross_entropy
 from refnets.models import Sequential, mlp
 from refnets.optim import Adam
 
-# The official vector (spec §4.3): 10 samples of 2 features, eta = 0.1.
+# A hand-worked vector for the authors' Decorrelator: 10 samples of 2 features, eta = 0.1.
 X_OFFICIAL = np.array([[2, 1], [1, 2], [0, -1], [-1, 0], [3, 1],
                        [1, 1], [0, 0], [-2, -1], [1, -1], [2, 2]], dtype=np.float64)
 
@@ -30,7 +31,7 @@ def _dense_decor(d, n_out=3, seed=0, **kw):
 
 
 def _correlated(rng, n, d, lam_max=4.0, lam_min=4e-3):
-    """Zero-mean Gaussian samples with log-spaced covariance eigenvalues (spec P4)."""
+    """Zero-mean Gaussian samples with log-spaced covariance eigenvalues (4 to 4e-3)."""
     lam = np.logspace(np.log10(lam_max), np.log10(lam_min), d)
     q, _ = np.linalg.qr(rng.standard_normal((d, d)))
     cov = (q * lam) @ q.T
@@ -50,7 +51,7 @@ def _corr_rms(C):
 # ----------------------------------------------------------------------------
 @pytest.mark.parametrize("legacy", [False, True])
 def test_official_decorrelator_vector(legacy):
-    """Spec §4.3: C, s, R1, running mean, z; R2 after the reversed batch."""
+    """(DEC-13)-(DEC-16) by hand: C, s, R1, running mean, z; R2 after the reversed batch."""
     layer, dec, st = _dense_decor(2, lr=0.1, legacy_head_dense=legacy)
     _, cache = dec.forward(layer, X_OFFICIAL, st)
     # k = floor(0.1 * 10) + 1 = 2 (= d); the batch mean is (0.7, 0.4), so with R = I
@@ -87,9 +88,9 @@ def test_sub_batch_size_rule():
 
 
 # ----------------------------------------------------------------------------
-# P1 identity start, P2 gain, P3 fixed points, P6 the k-trick
+# identity start (DEC-2), gain (DEC-15), fixed points (DEC-18), C R as Z^T (Z R) / k (DEC-17)
 # ----------------------------------------------------------------------------
-def test_P1_identity_dense_is_pure_centering(rng):
+def test_identity_R_dense_is_pure_centering(rng):
     layer, dec, st = _dense_decor(4)
     h = rng.standard_normal((6, 4)) + 3.0
     a, cache = dec.forward(layer, h, st)
@@ -98,7 +99,7 @@ def test_P1_identity_dense_is_pure_centering(rng):
 
 
 @pytest.mark.parametrize("stride,padding", [(1, 1), (2, 0), (1, "same")])
-def test_P1_identity_conv_equals_naive_conv(rng, stride, padding):
+def test_identity_R_conv_equals_naive_conv(rng, stride, padding):
     """R = I, then the 1x1 conv on the patches = the original conv (naive loops)."""
     layer = Conv2D(2, 3, 3, stride=stride, padding=padding, rng=rng)
     layer.params["b"][:] = rng.standard_normal(3)
@@ -115,7 +116,7 @@ def test_P1_identity_conv_equals_naive_conv(rng, stride, padding):
     np.testing.assert_allclose(a, ref, rtol=0, atol=1e-13)
 
 
-def test_P2_gain_matches_norms(rng):
+def test_gain_matches_norms(rng):
     """After R <- s R the mean norm ratio ||h_i|| / ||z_i|| on the same rows is 1."""
     H = rng.standard_normal((20, 5)) + 1.0
     R = np.eye(5) + 0.3 * rng.standard_normal((5, 5))
@@ -133,7 +134,7 @@ def _white_rows(rng, k, d, c):
     return q * np.sqrt(c * k)
 
 
-def test_P3_fixed_points(rng):
+def test_fixed_points(rng):
     d, k, lr, c = 4, 12, 0.05, 2.0
     R = np.eye(d) + 0.2 * rng.standard_normal((d, d))
     Z = _white_rows(rng, k, d, c)
@@ -159,14 +160,14 @@ def test_P3_fixed_points(rng):
 
 
 @pytest.mark.parametrize("k", [5, 40])
-def test_P6_k_trick(rng, k):
+def test_c_times_r_k_trick(rng, k):
     """Z^T (Z R) / k = C R, whichever branch c_times_r takes."""
     Z, R = rng.standard_normal((k, 12)), rng.standard_normal((12, 12))
     np.testing.assert_allclose(rules.c_times_r(Z, R), rules.second_moment(Z) @ R, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------
-# P4 convergence of the rules
+# convergence of the rules (DEC-16, DEC-16a, DEC-16b)
 # ----------------------------------------------------------------------------
 def _run_rule(mode, rng, steps=3000, d=30, lr=0.01, n=256):
     draw, cov = _correlated(rng, n, d)
@@ -182,7 +183,7 @@ def _run_rule(mode, rng, steps=3000, d=30, lr=0.01, n=256):
     return cov, Cz, ratio
 
 
-def test_P4_scaled_rule_whitens_up_to_a_scalar():
+def test_scaled_rule_whitens_up_to_a_scalar():
     rng = np.random.default_rng(4)
     cov, Cz, ratio = _run_rule("scaled", rng, steps=1000)       # converged by then (measured)
     assert _corr_rms(cov) > 0.2 and rules.whiteness(cov) > 1.0       # start: 0.28 and 1.6
@@ -191,16 +192,16 @@ def test_P4_scaled_rule_whitens_up_to_a_scalar():
     assert ratio == pytest.approx(1.0, abs=0.03)
 
 
-def test_P4_offdiag_decorrelates_without_whitening():
-    # the spec's eta = 0.01 needs ~3000 steps here; 3x the rate for 1/3 of the steps (measured:
-    # correlation RMS 0.006, whiteness 0.65, norm ratio 0.50, as with the spec's setting)
+def test_offdiag_decorrelates_without_whitening():
+    # eta = 0.01 needs ~3000 steps here; 3x the rate for 1/3 of the steps reaches the same
+    # state (measured: correlation RMS 0.006, whiteness 0.65, norm ratio 0.50 either way)
     _, Cz, ratio = _run_rule("offdiag", np.random.default_rng(5), steps=1000, lr=0.03)
     assert _corr_rms(Cz) < 0.01
     assert rules.whiteness(Cz) > 0.4           # variances are left unequal
-    assert ratio == pytest.approx(0.5, abs=0.1)   # and the norm drifts (spec §1.3: ~0.5)
+    assert ratio == pytest.approx(0.5, abs=0.1)   # and the norm drifts (to about half)
 
 
-def test_P4_whiten_rule_reaches_identity():
+def test_whiten_rule_reaches_identity():
     _, Cz, _ = _run_rule("whiten", np.random.default_rng(6), steps=1000)
     assert np.abs(Cz - np.eye(30)).max() < 0.05
 
@@ -222,9 +223,9 @@ def test_zca_oracle_whitens_the_batch(rng):
 
 
 # ----------------------------------------------------------------------------
-# P5 natural gradient
+# natural gradient (DEC-19)
 # ----------------------------------------------------------------------------
-def test_P5_whitened_gradient_descent_is_natural_gradient(rng):
+def test_whitened_gradient_descent_is_natural_gradient(rng):
     """W = V R with R C R^T = c I: dV R = c dW C^-1, and one step with lr 1/(2c) solves MSE."""
     n, d, m, c = 400, 5, 3, 2.5
     x = rng.standard_normal((n, d)) @ rng.standard_normal((d, d))
@@ -252,11 +253,11 @@ def test_P5_whitened_gradient_descent_is_natural_gradient(rng):
 
 
 # ----------------------------------------------------------------------------
-# P7 finite differences through R and the mean subtraction
+# finite differences through R and the mean subtraction (DEC-4, DEC-5)
 # ----------------------------------------------------------------------------
 @pytest.mark.parametrize("legacy", [False, True])
 @pytest.mark.parametrize("train", [True, False])
-def test_P7_gradcheck_dense(rng, legacy, train):
+def test_gradcheck_dense(rng, legacy, train):
     layer, dec, st = _dense_decor(4, legacy_head_dense=legacy)
     st["R"] = np.eye(4) + 0.3 * rng.standard_normal((4, 4))      # not symmetric
     st["running_mean"] = rng.standard_normal(4)
@@ -273,7 +274,7 @@ def test_P7_gradcheck_dense(rng, legacy, train):
 
 
 @pytest.mark.parametrize("stride,padding", [(1, 1), (2, 0)])
-def test_P7_gradcheck_conv(rng, stride, padding):
+def test_gradcheck_conv(rng, stride, padding):
     layer = Conv2D(2, 3, 3, stride=stride, padding=padding, rng=rng)
     dec = Decorrelation()
     st = dec.init_layer(layer)
@@ -292,7 +293,7 @@ def test_P7_gradcheck_conv(rng, stride, padding):
         assert_close(dec.backward_params(layer, da, cache)[key], num, f"d{key} of decorrelated conv")
 
 
-def test_P7_gradcheck_whole_network(rng):
+def test_gradcheck_whole_network(rng):
     """backward_net = finite differences of the training-mode loss (batch means inside)."""
     model = mlp([4, 5, 3], "tanh", rng)
     dec = Decorrelation()
@@ -315,9 +316,9 @@ def test_P7_gradcheck_whole_network(rng):
 
 
 # ----------------------------------------------------------------------------
-# P8 degenerate case, P10 eval mode, P11 scale
+# degenerate case, eval mode (DEC-1), scale invariance (DEC-21)
 # ----------------------------------------------------------------------------
-def test_P8_identity_and_zero_rate_is_backprop(rng):
+def test_identity_and_zero_rate_is_backprop(rng):
     model = mlp([6, 5, 4, 3], "tanh", rng)
     x, y = rng.standard_normal((7, 6)), rng.integers(0, 3, 7)
     loss_bp, g_bp, _ = backprop_gradients(model, x, y)
@@ -331,7 +332,7 @@ def test_P8_identity_and_zero_rate_is_backprop(rng):
             np.testing.assert_array_equal(res.grads[key], g_bp[key])
 
 
-def test_P10_eval_mode_uses_running_mean_and_leaves_state(rng):
+def test_eval_mode_uses_running_mean_and_leaves_state(rng):
     model = mlp([4, 5, 3], "tanh", rng)
     alg = DecorrelatedBackprop(Decorrelation(lr=0.05))
     state = alg.init_state(model)
@@ -353,7 +354,7 @@ def test_P10_eval_mode_uses_running_mean_and_leaves_state(rng):
     assert np.abs(st0["running_mean"]).max() > 0.1       # the running mean did move
 
 
-def test_P11_scale_invariance_of_the_scaled_rule(rng):
+def test_scale_invariance_of_the_scaled_rule(rng):
     """(alpha h, eta/alpha^2) and (h, eta) give the same R iterates (up to the 1e-8 in s)."""
     alpha, lr, d = 10.0, 0.02, 5
     mix = rng.standard_normal((d, d))
@@ -399,7 +400,7 @@ def test_guard_keeps_R_bounded_with_a_constant_input():
 
 def test_without_guard_R_grows_along_the_dead_input():
     st, _ = _constant_feature_run(guard=False, steps=200)
-    assert np.abs(st["R"][:, 2]).max() > 1e3              # grows like s^t (spec pitfall 3)
+    assert np.abs(st["R"][:, 2]).max() > 1e3              # grows like s^t (DEC-20)
 
 
 def test_diverging_R_raises_naming_the_step(rng):

