@@ -1,7 +1,7 @@
 """Time per epoch of DTP (and its variants) against backprop on the same network.
 
 The network is Lee et al.'s width on three hidden layers, 784-240-240-240-10
-tanh, batch 100 (the spec's R2 setting); the data are random [0, 1] images with
+tanh, batch 100; the data are random [0, 1] images with
 random labels (timing does not depend on them). One *step* is everything a
 method does per minibatch, optimiser update included; for DTP that is the
 inverse update, the forward pass, the targets, the local losses and, unless
@@ -9,8 +9,7 @@ switched off, the backprop reference used for the angle diagnostics.
 
 Repetitions cycle through the methods (so background load hits all of them
 alike) and the medians are reported, as seconds per 60 000-image epoch
-(600 steps) and as the ratio to backprop. Spec §6 measured, on a 2-core CPU
-with one thread: BP ~9 s, DTP ~14 s per epoch (ratio ~1.6).
+(600 steps) and as the ratio to backprop; results in benchmarks/README.md.
 
 Run::
 

@@ -28,75 +28,18 @@ L (global loss)         ``loss``                          mean softmax-CE
 B                       batch size                        int
 ======================  ================================  ==========================
 
-Equations (Lee et al. 2015, arXiv 1412.7525v5, Sec. 3 and Algorithm 1; the
-authors' ``conti_dtp.py`` in brackets)
+Equations DTP-1 to DTP-8 (and the conventions: squared losses summed over units
+and averaged over the batch; η̂ per example against the summed loss), the map
+to Lee et al.'s ``conti_dtp.py`` and the Deviations are in this package's
+README.md; code lines cite the tags.
 
-* first target (penultimate layer, true gradient through the top layer)
-  [``H7_ = H7 - lr0*T.grad(cost, H7)``]::
-
-      ĥ_{L-1} = h_{L-1} - η̂ ∂L_sum/∂h_{L-1}                               (T1)
-
-* difference target propagation, i = L-1..2 [``H6_ = H6 - G7(H7) + G7(H7_)``]::
-
-      ĥ_{i-1} = h_{i-1} + g_i(ĥ_i) - g_i(h_i)                             (T2)
-
-  plain target propagation (``difference=False``): ĥ_{i-1} = g_i(ĥ_i)  (T2')
-* forward (layer-local) loss, i = 1..L-1, h_{i-1} and ĥ_i constants
-  [``mse(F7(H6), H7_)``]; W_L, b_L by the true gradient of L::
-
-      L_i = (1/B) Σ_n ‖f_i(h_{i-1}) - ĥ_i‖²                               (F)
-
-* feedback (inverse) loss, i = 2..L-1, noise on the layer *input*, f_i
-  constant [``mse(G7(F7(H6_c)), H6_c)``]::
-
-      L_i^inv = (1/B) Σ_n ‖g_i(f_i(h_{i-1} + ε)) - (h_{i-1} + ε)‖²        (I)
-
-Gradients (all sums over the batch of the 1/B-scaled terms):
-∂L_i/∂W_i = δ_iᵀ h_{i-1}, δ_i = 2 s'(a_i) ⊙ (h_i - ĥ_i) / B; the feedback
-gradient is the same expression for the Dense layer inside g_i.
-
-Consequence (§1.2 of the spec, tested): with (T1) and (F), the update of
-W_{L-1} is exactly 2η̂ × (backprop gradient of the mean loss), so the top two
-layers get scaled backprop; only layers 1..L-2 depend on the inverses.
-
-Options: ``first_target`` 'penultimate_grad' (Lee, above), 'output_grad'
-(Meulemans 2020, Ernoult 2022, Shibuya 2023: ĥ_L = a_L - η̂ ∂L_sum/∂a_L on the
-logits, a learned g_L from logit space, every layer including the linear
-output layer on (F)), 'label' (SDTP, Bartunov et al. 2018: ĥ_L = one-hot label
-in softmax-probability space, g_L from probabilities, output layer by the CE
-gradient). ``schedule`` 'batch' (default: per minibatch, ``feedback_iterations``
+Options: ``first_target`` 'penultimate_grad' (Lee, DTP-3), 'output_grad'
+(DTP-3a) or 'label' (SDTP, DTP-3b); ``difference`` False gives plain target
+propagation (DTP-4a); ``schedule`` 'batch' (per minibatch: ``feedback_iterations``
 inverse updates, then targets from the updated inverses and the forward
-gradients) or 'epoch' (Lee: a sweep over all minibatches updating only the
-inverses, then a sweep updating only forward weights; see
-:func:`train_epoch_alternating`). Variants with other feedback losses (DRL,
-L-DRL, fixed random feedback, direct feedback) are subclasses in
+gradients) or 'epoch' (Lee's alternating sweeps, :func:`train_epoch_alternating`).
+Variants with other feedback losses are in
 :mod:`refnets.algorithms.target_propagation.variants`.
-
-Conventions. Every squared loss sums over units and averages over the batch
-(Lee's ``util.mse``; :func:`refnets.losses.mse`). η̂ is defined per example
-against the summed loss, so targets do not depend on the batch size:
-Lee's ``lr0 = 0.32774`` on the mean NLL at B = 100 is ``target_step =
-0.0032774``; a Meulemans τ on the mean loss at batch B is τ/B; Ernoult's β and
-Shibuya's stepsize are already against the summed loss.
-
-Deviations
-----------
-* Lee's released code never updates W_6 and b_5 (its update dictionary lists
-  ``W5, B6`` instead of ``W5, B5, W6, B6``); here every layer is updated.
-* ``rand_ortho`` (SVD of a uniform matrix, all singular values 1) is replaced by
-  :func:`refnets.layers.init.orthogonal` (QR of a Gaussian): the same kind of
-  matrix (all singular values 1), drawn from the Haar distribution.
-* Lee draws one Gaussian noise stream with Theano's MRG generator; here the
-  noise comes from the ``rng`` passed to :meth:`step`.
-* Lee's output is a softmax with NLL; here the top Dense layer outputs logits and
-  :func:`refnets.losses.softmax_cross_entropy` fuses the softmax (same function
-  and gradient).
-* 'label' (SDTP): Bartunov et al. train the output layer on its local loss; here
-  it gets the gradient of the cross-entropy to the label, which is that local
-  loss for a softmax output with a one-hot target.
-* Equation numbers of the paper are not cited inline (they could not be checked
-  against the paper here); the tags (T1), (T2), (F), (I) above are this
-  module's, each paired with the line of ``conti_dtp.py`` it implements.
 
 References
 ----------
@@ -161,7 +104,7 @@ class DifferenceTargetPropagation(Algorithm):
         Inverse updates per minibatch before the forward step ('batch' schedule).
     first_target : {'penultimate_grad', 'output_grad', 'label'}
     difference : bool
-        True: DTP (T2); False: plain target propagation (T2').
+        True: DTP (DTP-4); False: plain target propagation (DTP-4a).
     feedback_activation : str
         t_i of g_i (Lee: 'tanh'; 'identity' gives linear inverses).
     feedback_init : str
@@ -296,21 +239,21 @@ class DifferenceTargetPropagation(Algorithm):
         logits = caches[L][1]["z"] if self.first_target == "label" else h[L]
         loss, dlogits = self.loss(logits, y)
         if self.first_target == "penultimate_grad":
-            # (T1): ĥ_{L-1} = h_{L-1} - η̂ ∂L_sum/∂h_{L-1}, with L_sum = B L_mean;
+            # (DTP-3): ĥ_{L-1} = h_{L-1} - η̂ ∂L_sum/∂h_{L-1}, with L_sum = B L_mean;
             # W_L, b_L get the true gradient and backprop stops at h_{L-1}.
             dh_top, top_grads = f[L].dense.backward(dlogits, caches[L][0])
             return loss, dlogits, L - 1, h[L - 1] - self.target_step * n * dh_top, {L: top_grads}
         if self.first_target == "output_grad":
-            # ĥ_L = a_L - η̂ ∂L_sum/∂a_L (Meulemans et al. 2020; Ernoult et al. 2022)
+            # (DTP-3a): ĥ_L = a_L - η̂ ∂L_sum/∂a_L
             return loss, dlogits, L, h[L] - self.target_step * n * dlogits, {}
-        # 'label' (SDTP): ĥ_L = one-hot label; the output layer gets the CE gradient.
+        # (DTP-3b) 'label' (SDTP): ĥ_L = one-hot label; the output layer gets the CE gradient.
         top_grads = f[L].dense.backward_params(dlogits, caches[L][0])
         y = np.asarray(y)
         target = one_hot(y, h[L].shape[-1]) if np.issubdtype(y.dtype, np.integer) else y
         return loss, dlogits, L, target, {L: top_grads}
 
     def propagate_targets(self, f, state, h, top, target):
-        """{i: ĥ_i} for i = 1..top by (T2) (or (T2') when ``difference`` is False)."""
+        """{i: ĥ_i} for i = 1..top by (DTP-4) (or (DTP-4a) when ``difference`` is False)."""
         targets = {top: target}
         for i in range(top, 1, -1):
             targets[i - 1] = difference_target(lambda v, i=i: self.g(state, i, v), h[i - 1], h[i],
@@ -319,7 +262,7 @@ class DifferenceTargetPropagation(Algorithm):
 
     # -- inverses ---------------------------------------------------------
     def feedback_loss(self, f, state, h, i, rng):
-        """Loss and gradient {'W', 'b'} of g_i's parameters: Lee's (I)."""
+        """Loss and gradient {'W', 'b'} of g_i's parameters: Lee's inverse loss (DTP-2)."""
         g, params = self.feedback_map(state, i)
         noise = self.sigma * rng.standard_normal(h[i - 1].shape)
         return dtp_feedback_loss(f[i], g, h[i - 1], noise, params)
@@ -383,7 +326,7 @@ class DifferenceTargetPropagation(Algorithm):
         Returns
         -------
         StepResult with ``grads`` keyed like ``model.params()`` and ``info``:
-        ``forward_loss`` (per block with a local loss (F)), ``feedback_loss``
+        ``forward_loss`` (per block with a local loss (DTP-5)), ``feedback_loss``
         (per feedback map, before its update) and ``reconstruction_error``
         (per feedback map, after it), ``cosine_per_layer`` and
         ``angle_per_layer`` (per block, vs backprop), ``cosine_to_backprop``
@@ -391,7 +334,7 @@ class DifferenceTargetPropagation(Algorithm):
         whose target came through at least one feedback map).
 
         ``cosine_to_backprop`` compares the raw update vectors: the blocks
-        trained by (F) move by ~2η̂ x their gradient while a block trained by
+        trained by (DTP-5) move by ~2η̂ x their gradient while a block trained by
         the true gradient moves by 1 x, so it stays low (~0.2 on Fashion-MNIST)
         even when every per-layer angle is small. Read the per-layer angles.
         """
@@ -414,7 +357,7 @@ class DifferenceTargetPropagation(Algorithm):
         per_block, fw_losses = dict(true_grads), []
         for i in range(1, len(f)):
             if i not in per_block:
-                # (F) = local_loss(f[i], h[i-1], targets[i]), reusing this forward pass's caches
+                # (DTP-5) = local_loss(f[i], h[i-1], targets[i]), reusing this forward pass's caches
                 fw_loss, dh = mse(h[i], targets[i])
                 per_block[i] = block_param_grads(f[i], caches[i], dh)
                 fw_losses.append(fw_loss)

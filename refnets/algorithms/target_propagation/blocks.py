@@ -5,11 +5,8 @@ activation; a feedback map g_i has the same form (Dense n_i -> n_{i-1}, then
 t_i). Everything here works on one layer and one minibatch; the training loop
 that strings them together is
 :class:`refnets.algorithms.target_propagation.algorithm.DifferenceTargetPropagation`.
-Equation tags (T2), (F), (I) are those of that module's docstring.
-
-Conventions: every squared loss sums over units and averages over the batch
-(:func:`refnets.losses.mse`, Lee et al.'s ``util.mse``); gradients are sums
-over the batch of the 1/B-scaled terms, like every refnets layer gradient.
+Equation tags (DTP-n) are defined in this package's README.md, with the
+loss conventions (squared losses summed over units, averaged over the batch).
 """
 
 from __future__ import annotations
@@ -110,14 +107,14 @@ def apply_block(block, h_prev, params=None):
 
 
 def block_param_grads(block, caches, dh):
-    """Parameter gradients given dh = dLoss/dh: {'W': δᵀ h_prev, 'b': Σ δ}, δ = s'(a) ⊙ dh."""
+    """(DTP-2a) parameter gradients given dh = dLoss/dh: {'W': δᵀ h_prev, 'b': Σ δ}, δ = s'(a) ⊙ dh."""
     dcache, acache = caches
     da = dh if acache is None else block.act.backward(dh, acache)[0]
     return block.dense.backward_params(da, dcache)
 
 
 def local_loss(block, h_prev, target, params=None):
-    """Forward (layer-local) loss (F) and its parameter gradients.
+    """Forward (layer-local) loss (DTP-5) and its parameter gradients.
 
     L_i = (1/B) Σ_n ‖f_i(h_{i-1}) - ĥ_i‖², h_{i-1} and ĥ_i constants.
 
@@ -132,7 +129,7 @@ def local_loss(block, h_prev, target, params=None):
 
 
 def difference_target(g, h_prev, h, h_hat, difference=True):
-    """Target of the layer below: (T2) h_{i-1} + g(ĥ_i) - g(h_i), or (T2') g(ĥ_i).
+    """Target of the layer below: (DTP-4) h_{i-1} + g(ĥ_i) - g(h_i), or (DTP-4a) g(ĥ_i).
 
     Parameters
     ----------
@@ -145,7 +142,7 @@ def difference_target(g, h_prev, h, h_hat, difference=True):
 
 
 def dtp_feedback_loss(f, g, h_prev, noise, g_params=None):
-    """Lee's denoising inverse loss (I) and its gradient w.r.t. g's parameters.
+    """Lee's denoising inverse loss (DTP-2) and its gradient w.r.t. g's parameters.
 
     L^inv = (1/B) Σ_n ‖g(f(h_{i-1} + ε)) - (h_{i-1} + ε)‖², f constant.
 

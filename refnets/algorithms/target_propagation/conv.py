@@ -4,33 +4,15 @@ The network is a :func:`refnets.models.convnet`: [Conv2D, act, pool] x n,
 Flatten, [Dense, act] x m, Dense. A DTP *block* is one parametrised layer
 (Conv2D or Dense) together with the parameter-free layers after it (activation,
 pooling, Flatten); targets live on block outputs, exactly as in dense DTP
-(:mod:`refnets.algorithms.target_propagation.algorithm`, equations (T1), (T2), (F)).
+(:mod:`refnets.algorithms.target_propagation.algorithm`, DTP-3 to DTP-5).
 
-Feedback maps (Ernoult et al. 2022, ``backward_layers.py: invert``; the
-"reversed block")::
-
-    conv block i:   G_i(y) = ConvT_i( s_i( unpool_i( unflatten(y) ) ) )
-    dense block i:  g_i(y) = t(V_i y + c_i)                    (as in dense DTP)
-
-* ``unflatten`` is Flatten's backward (a reshape), ``unpool`` is the pooling
-  layer's backward run on y: for max pooling it puts every value at the
-  position of its window's maximum *in the forward pass that produced the
-  block's output* (MaxUnpool2d with the forward argmax indices, Ernoult's
-  "magic bridge") and zeros elsewhere;
-* s_i is the block's own activation applied forward (not its inverse), as in
-  Ernoult's code;
-* ConvT_i is a :class:`~refnets.layers.conv_transpose.ConvTranspose2D` with
-  the conv's kernel size, stride and padding, channels reversed, and
-  ``output_padding`` chosen so it reproduces the conv's input size. Its kernel
-  V_i has the conv kernel's shape (C_out, C_in, kh, kw), and ConvT with V_i = W_i
-  is exactly the conv's transpose: the fixed point of the L-DRL loss on a
-  linear block (tested).
-
-Feedback losses: ``'dtp'`` (Lee's denoising loss (I)) or ``'ldrl'`` (Ernoult's
-L-DRL), the same equations as for dense layers, with the unpooling indices of
-the forward pass each G_i is applied after:
-(I)      (1/B) Σ ‖G_i(f_i(h+ε)) - (h+ε)‖²                      (indices of f_i(h+ε))
-(L-DRL)  (1/B) Σ [-2⟨ε, G_i(f_i(h+ε)) - r⟩ + ‖G_i(f_i(h)+η) - r‖²], r = G_i(f_i(h))
+Feedback maps are Ernoult et al.'s reversed blocks (DTP-13): unflatten,
+unpool at the forward pass's argmax, the block's own activation, then a
+transposed convolution with the conv's geometry (DTP-13a: with V_i = W_i it is
+the conv's transpose); dense blocks keep g_i of DTP-1. The feedback losses are
+DTP-2 (``'dtp'``) or DTP-10 (``'ldrl'``) with G_i in place of g_i, each G_i run
+with the unpooling indices of the forward pass it follows. Derivation, the map
+to Ernoult's code and the Deviations: this package's README.md.
 
 Symbol table
 ------------
@@ -43,19 +25,6 @@ V_i, c_i (ConvT)       ``state["feedback"][i]``    (C_i, C_{i-1}, kh, kw), (C_{i
 V_i, c_i (dense)       ``state["feedback"][i]``    (n_{i-1}, n_i), (n_{i-1},)
 ĥ_i                    ``targets[i]``              like h_i
 =====================  ==========================  ===============================
-
-Deviations
-----------
-* Ernoult's VGG blocks are Conv 3x3 -> ELU -> MaxPool 2x2 with 128..512
-  channels and K = 20-55 feedback iterations per layer and batch; the refnets
-  version takes any :func:`convnet` (tanh by default) and ``feedback_iterations``
-  (default 1) for CPU budgets.
-* Ernoult's first conv's feedback (into the image) is never trained; here it
-  does not exist (no inverse into the input, as in dense DTP).
-* Meulemans et al.'s DDTP-Conv (direct dense feedback from the output to each
-  block) is not implemented; :class:`~refnets.algorithms.target_propagation.variants.DirectDTP`
-  covers direct feedback for MLPs.
-* One σ for all layers (Ernoult tunes it per layer).
 
 References
 ----------
@@ -164,7 +133,7 @@ class Feedback:
         self.block, self.layer, self.act = block, layer, act
 
     def apply(self, y, fwd_caches, params):
-        """G_i(y) using the unpooling indices in ``fwd_caches``; returns (out, cache)."""
+        """(DTP-13) G_i(y) using the unpooling indices in ``fwd_caches``; returns (out, cache)."""
         if isinstance(self.layer, ConvTranspose2D):
             out, cache = self.layer.forward(self.block.reverse_free(y, fwd_caches), params)
             return out, (cache, None)
@@ -183,7 +152,7 @@ class Feedback:
 
 
 def conv_dtp_feedback_loss(block, fb, h_prev, noise, params):
-    """Lee's denoising loss (I) for a (conv) block: (1/B) Σ ‖G(f(h+ε)) - (h+ε)‖²; grads of G."""
+    """Lee's denoising loss (DTP-2) for a (conv) block: (1/B) Σ ‖G(f(h+ε)) - (h+ε)‖²; grads of G."""
     corrupted = h_prev + noise
     u, fwd = block.forward(corrupted)
     r, cache = fb.apply(u, fwd, params)
@@ -192,7 +161,7 @@ def conv_dtp_feedback_loss(block, fb, h_prev, noise, params):
 
 
 def conv_ldrl_feedback_loss(block, fb, h_prev, noise_in, noise_out, params):
-    """Ernoult's L-DRL for a (conv) block; unpooling indices from the pass each G follows."""
+    """Ernoult's L-DRL (DTP-10) for a (conv) block; unpooling indices from the pass each G follows."""
     n = h_prev.shape[0]
     u, fwd = block.forward(h_prev)
     u_eps, fwd_eps = block.forward(h_prev + noise_in)
@@ -280,14 +249,14 @@ class ConvDifferenceTargetPropagation(DifferenceTargetPropagation):
     def first_target_and_top_grads(self, f, h, caches, y):
         L = len(f) - 1
         loss, dlogits = self.loss(h[L], y)
-        if self.first_target == "penultimate_grad":            # (T1)
+        if self.first_target == "penultimate_grad":            # (DTP-3)
             dh_top, top_grads = f[L].main.backward(dlogits, caches[L][0])
             target = h[L - 1] - self.target_step * len(h[0]) * dh_top
             return loss, dlogits, L - 1, target, {L: top_grads}
         return loss, dlogits, L, h[L] - self.target_step * len(h[0]) * dlogits, {}
 
     def propagate_targets(self, f, state, h, top, target, caches=None):
-        """(T2) with G_i run on the forward pass's unpooling indices: caches are required."""
+        """(DTP-4) with G_i run on the forward pass's unpooling indices: caches are required."""
         targets = {top: target}
         for i in range(top, 1, -1):
             fb, params = self.feedback_of(f, state, i, h[i - 1].shape)
@@ -324,7 +293,7 @@ class ConvDifferenceTargetPropagation(DifferenceTargetPropagation):
         per_block, fw_losses = dict(true_grads), []
         for i in range(1, len(f)):
             if i not in per_block:
-                fw_loss, dh = mse(h[i], targets[i])                          # (F)
+                fw_loss, dh = mse(h[i], targets[i])                          # (DTP-5)
                 if not np.isfinite(fw_loss):
                     raise FloatingPointError(f"{where}: local loss of block {i} is {fw_loss}")
                 per_block[i] = f[i].param_grads(caches[i], dh)

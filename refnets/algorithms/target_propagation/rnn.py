@@ -8,31 +8,10 @@ target from its (constant) previous state.
 Network (:func:`refnets.models.rnn_classifier` with ``readout='last'``):
 h_t = tanh(W_hh h_{t-1} + W_xh x_t + b), t = 1..T, h_0 = 0, logits = W_hy h_T + b_y.
 
-Equations (Manchev & Spratling 2020, Sec. 3; their ``RNN_dtp.py: fit`` and
-``rnn_stptt.py: SRNN._get_targets / _calc_g_grads / _calc_f_grads``)
-
-* inverse across time, reusing the forward input weights::
-
-      g(x_t, h_t) = tanh(V h_t + W_xh x_t + c)  ≈  h_{t-1}                    (G)
-
-* first target, last step (true gradient through the read-out)::
-
-      ĥ_T = h_T - η̂ ∂L_sum/∂h_T                                              (T1)
-
-* difference targets backwards in time, t = T..2::
-
-      ĥ_{t-1} = h_{t-1} - g(x_t, h_t) + g(x_t, ĥ_t)                            (T2)
-
-* forward (local) loss, each step from its constant previous state, gradients
-  summed over time for W_hh, W_xh, b; W_hy, b_y by the gradient of L::
-
-      L_f = Σ_{t=1..T} (1/B) Σ_n ‖tanh(W_hh h_{t-1} + W_xh x_t + b) - ĥ_t‖²     (F)
-
-* inverse loss, t = 2..T, noise on the previous state (σ = 0 by default)::
-
-      L_g = Σ_{t=2..T} (1/B) Σ_n ‖g(x_t, F(x_t, h_{t-1} + ε)) - (h_{t-1} + ε)‖²   (I)
-
-  trained for V and c only (W_xh belongs to the forward pass).
+Equations DTP-14 to DTP-14c (inverse across time reusing the forward W_xh; first
+target at the last step; difference targets backwards in time; local losses
+summed over time; inverse loss with noise on the previous state), the map to
+Manchev's code and the Deviations are in this package's README.md.
 
 Each minibatch: one g-step, then the targets and the f-step (their order).
 Both one-step maps F and g are evaluated with the core :class:`~refnets.layers.RNN`
@@ -53,20 +32,6 @@ V, c              ``state["feedback"]['V']``, ``['c']``  (H, H), (H,)
 ĥ_t               ``targets[t-1]``                 (N, H)
 η̂                 ``target_step`` (per example)    scalar
 ================  ===============================  ==================
-
-Deviations
-----------
-* η̂ is per example against the summed loss (refnets convention, see the DTP
-  module); Manchev's ``ilr`` on a batch-mean cost equals ``target_step`` × B.
-* Manchev's initial state and noise: h_0 = 0 and σ = 0 are kept as defaults;
-  (I) skips t = 1 (ĥ_0 is never needed).
-* Their per-step losses may average over time; here they are summed over t
-  (the gradient "summed over time" of their description), so ``lr`` absorbs
-  a factor T when comparing.
-* Optimisers: their Nesterov SGD (ilr 0.1, flr 0.01, glr 0.001) is the
-  default for the inverse (``Momentum(nesterov=True)``); the forward optimiser
-  is the caller's.
-* The feedback optimiser's moments live in the algorithm state (checkpointable).
 
 References
 ----------
@@ -107,7 +72,7 @@ def one_step(rnn, x, h_prev, params):
 
 
 def tptt_local_loss(rnn, x, hs, targets, params=None):
-    """(F): Σ_t (1/B) ‖F(x_t, h_{t-1}) - ĥ_t‖², and its gradient for W_x, W_h, b.
+    """(DTP-14b): Σ_t (1/B) ‖F(x_t, h_{t-1}) - ĥ_t‖², and its gradient for W_x, W_h, b.
 
     Parameters
     ----------
@@ -126,7 +91,7 @@ def tptt_local_loss(rnn, x, hs, targets, params=None):
 
 
 def tptt_feedback_loss(rnn, x, hs, noise, W_x, V, c, params=None):
-    """(I) over t = 2..T with noise on h_{t-1}; gradient for V and c.
+    """(DTP-14c) over t = 2..T with noise on h_{t-1}; gradient for V and c.
 
     Parameters
     ----------
@@ -206,12 +171,12 @@ class TargetPropagationThroughTime(Algorithm):
                 "feedback_optimizer": {"t": 0, "moments": {}}, "steps": 0}
 
     def g(self, rnn, state, x_t, h_t):
-        """g(x_t, h_t) = tanh(V h_t + W_xh x_t + c), (N, H)."""
+        """(DTP-14) g(x_t, h_t) = tanh(V h_t + W_xh x_t + c), (N, H)."""
         fb = state["feedback"]
         return one_step(rnn, x_t, h_t, {"W_x": rnn.params["W_x"], "W_h": fb["V"], "b": fb["c"]})[0]
 
     def propagate_targets(self, rnn, state, x, hs, target_T):
-        """ĥ_T given; (T2) backwards in time. Returns targets (T, N, H)."""
+        """ĥ_T given; (DTP-14a) backwards in time. Returns targets (T, N, H)."""
         targets = np.empty_like(hs)
         targets[-1] = target_T
         for t in range(hs.shape[0] - 1, 0, -1):           # array index t holds h_{t+1}
@@ -220,7 +185,7 @@ class TargetPropagationThroughTime(Algorithm):
         return targets
 
     def train_feedback(self, rnn, state, x, hs, rng):
-        """One Nesterov-SGD step of (I); returns the loss before it."""
+        """One Nesterov-SGD step of (DTP-14c); returns the loss before it."""
         noise = self.sigma * rng.standard_normal(hs[:-1].shape)
         fb = state["feedback"]
         loss, grads = tptt_feedback_loss(rnn, x, hs, noise, rnn.params["W_x"], fb["V"], fb["c"])
@@ -234,7 +199,7 @@ class TargetPropagationThroughTime(Algorithm):
         return loss
 
     def step(self, model, state, x, y, rng):
-        """g-step, then targets (T1)-(T2) and the forward gradients (F).
+        """g-step, then targets (DTP-14a) and the forward gradients (DTP-14b).
 
         info: ``forward_loss``, ``feedback_loss``, ``reconstruction_error`` (noise-free
         mean over t of ‖g(x_t, h_t) - h_{t-1}‖²), ``cosine_per_layer`` / ``angle_per_layer``
@@ -250,7 +215,7 @@ class TargetPropagationThroughTime(Algorithm):
         loss, dlogits = self.loss(logits, y)
         check_loss_finite(loss, where)
         dh_T, head_grads = head.backward(dlogits, head_cache)
-        target_T = hs[-1] - self.target_step * len(y) * dh_T                 # (T1)
+        target_T = hs[-1] - self.target_step * len(y) * dh_T                 # (DTP-14a)
         targets = self.propagate_targets(rnn, state, x, hs, target_T)
         if not np.all(np.isfinite(targets)):
             raise FloatingPointError(f"{where}: targets contain NaN/inf (diverged)")

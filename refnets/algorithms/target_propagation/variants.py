@@ -1,7 +1,7 @@
 """Descendants of DTP that change how the feedback path is trained (or not trained).
 
 Every variant keeps the difference rule ĥ_{i-1} = h_{i-1} + g_i(ĥ_i) - g_i(h_i)
-(T2) and the forward loss (F) of :mod:`refnets.algorithms.target_propagation.algorithm`;
+(DTP-4) and the forward loss (DTP-5) of :mod:`refnets.algorithms.target_propagation.algorithm`;
 they differ in the feedback loss (DRL, L-DRL), in freezing the feedback
 (FW-DTP), or in sending targets straight from the output (DDTP). Each is a
 subclass of :class:`DifferenceTargetPropagation` overriding
@@ -19,52 +19,11 @@ Q_i (DDTP feedback)        ``state["feedback"][i]["W"]`` (n_i, n_L)
 J_f, J_g                   per-example Jacobians        (n_i, n_{i-1}), (n_{i-1}, n_i)
 =========================  ===========================  =========================
 
-Equations (losses sum over units and average over the batch, like Lee's; the
-papers' scalings are given for conversion)
-
-* **DRL**, difference reconstruction loss (Meulemans et al. 2020, Sec. 4;
-  ``DTPDRLNetwork.compute_feedback_gradients``)::
-
-      h~ = h_{i-1} + ε;  t~_top = f_top∘...∘f_i(h~);
-      t~_{j-1} = h_{j-1} + g_j(t~_j) - g_j(h_j),  j = top..i+1          (T2 on t~)
-      L_i^DRL = (1/B) Σ_n ‖h~ - (h_{i-1} + g_i(t~_i) - g_i(h_i))‖²
-
-  only (V_i, c_i) are differentiated, through both g_i(t~_i) and g_i(h_i).
-  Meulemans' value is this / (σ² n_{i-1}) (element mean, 1/σ²).
-* **L-DRL**, local difference reconstruction loss (Ernoult et al. 2022,
-  ``feedback_loss.py: get_feedback_loss``), r = g_i(f_i(h_{i-1}))::
-
-      L_i^L-DRL = (1/B) Σ_n [ -2 ⟨ε, g_i(f_i(h_{i-1}+ε)) - r⟩ + ‖g_i(f_i(h_{i-1}) + η) - r‖² ]
-
-  Its expectation σ²(-2 tr(J_g J_f) + ‖J_g‖_F²) + O(σ⁴) is minimised at
-  J_g = J_fᵀ: target differences become backprop's. Shibuya et al.'s code uses
-  half of it (same minimiser).
-* **FW-DTP**, fixed-weight DTP (Shibuya et al. 2023): g_i(h) = t(V_i h), V_i
-  random and never trained. It trains when J_f J_g has eigenvalues with
-  positive real part; ``info["jacobian_trace"]`` reports the batch mean of
-  tr(J_f J_g) = s'_f(a_i)ᵀ (W_i ∘ V_iᵀ) t'(V_i h_i) per layer.
-* **DDTP-linear**, direct DTP (Meulemans et al. 2020, ``DDTPMLPLayer``):
-  targets from the output pre-activation, ĥ_i = h_i + (ĥ_L - a_L) Q_iᵀ for
-  i = 1..L-1, and the feedback loss
-  L_i = (1/B) Σ_n ‖ε - (a_L(h_i + ε) - a_L(h_i)) Q_iᵀ‖².
-
-Deviations
-----------
-* One loss convention for all variants (sum over units, batch mean, no 1/σ²):
-  Meulemans' DRL/DDTP losses are ours / (σ² n); Ernoult's L-DRL is ours exactly;
-  Shibuya's L-DRL is ours / 2. Only the effective feedback learning rate changes.
-* Ernoult trains with ½‖·‖² forward losses and β against the summed loss; with
-  our ‖·‖², ``target_step`` = β/2 gives the same forward update.
-* L-DRL draws ε and η with the same σ (Ernoult's per-layer noise scales can be
-  emulated by separate instances only; a refinement left out for clarity).
-* DRL's ``feedback_wd`` is ``feedback_weight_decay`` (L2 through the optimiser);
-  Meulemans' pre-training epochs of the feedback path are left to the caller
-  (``train_feedback`` on the training set before the first forward step).
-* FW-DTP: Shibuya's feedback maps have no bias and a tiny uniform init (±1e-3);
-  here V_i is orthogonal times ``feedback_scale`` (default 1), also without bias.
-  With tanh and a tiny scale g is nearly linear, which only rescales targets.
-* DDTP: Q_i has no bias (it would cancel in the difference); σ is the same for
-  every layer.
+Equations: DRL (DTP-9, DTP-9a), L-DRL (DTP-10, and its expectation and fixed
+point J_g = J_fᵀ, DTP-10a), FW-DTP and its Jacobian-trace diagnostic (DTP-11),
+DDTP-linear targets and feedback loss (DTP-12, DTP-12a); all in this package's
+README.md, with the loss scalings of the authors' code (section 6) and the
+Deviations (section 7).
 
 References
 ----------
@@ -97,7 +56,7 @@ __all__ = ["drl_feedback_loss", "ldrl_feedback_loss", "ddtp_feedback_loss",
 # ---------------------------------------------------------------------------
 
 def drl_feedback_loss(f, g_maps, h, i, top, noise, params_i=None):
-    """Meulemans et al.'s difference reconstruction loss for g_i, and its gradient.
+    """Meulemans et al.'s difference reconstruction loss (DTP-9) for g_i, and its gradient (DTP-9a).
 
     Parameters
     ----------
@@ -118,7 +77,7 @@ def drl_feedback_loss(f, g_maps, h, i, top, noise, params_i=None):
     t = corrupted
     for j in range(i, top + 1):                        # t~_top = f_top∘...∘f_i(h_{i-1} + ε)
         t = apply_block(f[j], t)[0]
-    for j in range(top, i, -1):                        # down to t~_i by (T2), g_j fixed
+    for j in range(top, i, -1):                        # down to t~_i by (DTP-4), g_j fixed
         g_j, p_j = g_maps[j]
         t = difference_target(lambda v, g_j=g_j, p_j=p_j: apply_block(g_j, v, p_j)[0],
                               h[j - 1], h[j], t)
@@ -131,7 +90,7 @@ def drl_feedback_loss(f, g_maps, h, i, top, noise, params_i=None):
 
 
 def ldrl_feedback_loss(f, g, h_prev, noise_in, noise_out, g_params=None):
-    """Ernoult et al.'s local difference reconstruction loss for g, and its gradient.
+    """Ernoult et al.'s local difference reconstruction loss (DTP-10) for g, and its gradient.
 
     L = (1/B) Σ_n [-2 ⟨ε, g(f(x+ε)) - r⟩ + ‖g(f(x) + η) - r‖²], r = g(f(x)), x = h_{i-1}.
 
@@ -161,7 +120,7 @@ def ldrl_feedback_loss(f, g, h_prev, noise_in, noise_out, g_params=None):
 
 
 def ddtp_feedback_loss(f, q, h, i, noise, q_params=None):
-    """Direct DTP (linear) feedback loss for Q_i and its gradient.
+    """Direct DTP (linear) feedback loss (DTP-12a) for Q_i and its gradient.
 
     L = (1/B) Σ_n ‖ε - (a_L(h_i + ε) - a_L(h_i)) Q_iᵀ‖², the forward path f_{i+1..L} constant.
 
@@ -182,7 +141,7 @@ def ddtp_feedback_loss(f, q, h, i, noise, q_params=None):
 
 
 def jacobian_trace(f_block, g_block, h_prev, h, g_params):
-    """Batch mean of tr(J_f(h_{i-1}) J_g(h_i)) for a Dense+act f and g (Shibuya's weak condition).
+    """(DTP-11) batch mean of tr(J_f(h_{i-1}) J_g(h_i)) for a Dense+act f and g.
 
     tr(J_f J_g) = Σ_jk s'_f[j] W[j, k] t'_g[k] V[k, j], per example.
     """
@@ -309,7 +268,7 @@ class DirectDTP(DifferenceTargetPropagation):
         return {"feedback": feedback, "feedback_optimizer": {"t": 0, "moments": {}}, "steps": 0}
 
     def propagate_targets(self, f, state, h, top, target):
-        """ĥ_i = h_i + (ĥ_L - a_L) Q_iᵀ, i = 1..L-1."""
+        """(DTP-12) ĥ_i = h_i + (ĥ_L - a_L) Q_iᵀ, i = 1..L-1."""
         targets = {top: target}
         for i in state["feedback"]:
             targets[i] = h[i] + self.g(state, i, target - h[top])

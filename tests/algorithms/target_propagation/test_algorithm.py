@@ -1,4 +1,4 @@
-"""Dense difference target propagation (Lee et al. 2015): the invariants of spec §5."""
+"""Dense difference target propagation (Lee et al. 2015): equations DTP-1 to DTP-8 of the package README."""
 
 import numpy as np
 import pytest
@@ -36,11 +36,11 @@ def test_hand_worked_scalar_chain():
 
     h1 = 2x = 2, h2 = 3 h1 = 6, out = 0.5 h2 = 3; L = (3 - 1)^2 = 4
     dL/dout = 2 (3 - 1) = 4, dL/dh2 = 4 * 0.5 = 2
-    (T1)  ĥ2 = 6 - 0.1 * 2 = 5.8
-    (T2)  ĥ1 = h1 + g(ĥ2) - g(h2) = 2 + 2.42 - 2.5 = 1.92;   plain TP: g(5.8) = 2.42
-    (F)   layer 1: dW1 = 2 (2 - 1.92) * 1 = 0.16;  layer 2: dW2 = 2 (6 - 5.8) * 2 = 0.8
+    (DTP-3)  ĥ2 = 6 - 0.1 * 2 = 5.8
+    (DTP-4)  ĥ1 = h1 + g(ĥ2) - g(h2) = 2 + 2.42 - 2.5 = 1.92;   plain TP: g(5.8) = 2.42
+    (DTP-5)  layer 1: dW1 = 2 (2 - 1.92) * 1 = 0.16;  layer 2: dW2 = 2 (6 - 5.8) * 2 = 0.8
           layer 3 (true gradient): dW3 = 4 * 6 = 24, db3 = 4
-    (I)   noise 0.5: h~ = 2.5, f2(h~) = 7.5, g = 3.1, loss = 0.6^2 = 0.36,
+    (DTP-2)  noise 0.5: h~ = 2.5, f2(h~) = 7.5, g = 3.1, loss = 0.6^2 = 0.36,
           dV = 2 * 0.6 * 7.5 = 9, dc = 1.2
     """
     rng = np.random.default_rng(0)
@@ -80,7 +80,7 @@ def test_hand_worked_scalar_chain():
 # --------------------------------------------------------------------------- invariants
 
 def test_fixed_point_difference_vs_plain(rng):
-    """Spec §5.1: ĥ_i = h_i gives ĥ_{i-1} = h_{i-1} for any g; plain TP moves it."""
+    """(DTP-7) ĥ_i = h_i gives ĥ_{i-1} = h_{i-1} for any g; plain TP moves it."""
     model, algo, state = _net([6, 5, 4, 3, 2], rng)
     x = rng.standard_normal((7, 6))
     f = algo.blocks(model)
@@ -94,7 +94,7 @@ def test_fixed_point_difference_vs_plain(rng):
 
 
 def test_perfect_inverse_difference_equals_plain_target(rng):
-    """Spec §5.2: g = f^-1 of an invertible tanh layer makes DTP's target g(ĥ)."""
+    """(DTP-7) g = f^-1 of an invertible tanh layer makes DTP's target g(ĥ)."""
     f = Block(0, Dense(4, 4, rng, init="orthogonal"), Tanh())
     W, b = f.dense.params["W"], f.dense.params["b"]
     b[...] = 0.1 * rng.standard_normal(4)
@@ -111,7 +111,7 @@ def test_perfect_inverse_difference_equals_plain_target(rng):
 
 
 def test_offset_invariance_and_first_order_jacobian(rng):
-    """Spec §5.3: linear g -> independent of c; tanh g -> ĥ_{i-1} - h_{i-1} = J_g Δ + O(Δ²)."""
+    """(DTP-7) linear g -> independent of c; tanh g -> ĥ_{i-1} - h_{i-1} = J_g Δ + O(Δ²)."""
     model, algo, state = _net([5, 6, 6, 3], rng, feedback_activation="identity")
     x = rng.standard_normal((4, 5))
     f = algo.blocks(model)
@@ -136,7 +136,7 @@ def test_offset_invariance_and_first_order_jacobian(rng):
 
 
 def test_penultimate_and_top_layers_are_scaled_backprop(rng):
-    """Spec §5.4: (T1) + (F) give 2η̂ x backprop for W_{L-1}; W_L gets backprop itself."""
+    """(DTP-6) (DTP-3) + (DTP-5) give 2η̂ x backprop for W_{L-1}; W_L gets backprop itself."""
     model, algo, state = _net([6, 5, 5, 4], rng, target_step=0.01, schedule="epoch")
     x, y = rng.standard_normal((8, 6)), rng.integers(0, 4, 8)
     res = algo.step(model, state, x, y, rng)
@@ -157,7 +157,7 @@ def test_penultimate_and_top_layers_are_scaled_backprop(rng):
 
 
 def test_gauss_newton_targets_with_exact_linear_inverses(rng):
-    """Spec §5.5: invertible linear chain + exact inverses: ĥ_i - h_i = -η̂ J_i^-1 e."""
+    """(DTP-8) invertible linear chain + exact inverses: ĥ_i - h_i = -η̂ J_i^-1 e."""
     model, algo, state = _net([3, 3, 3, 3], rng, activation="identity", loss=mse,
                               first_target="output_grad", target_step=0.05,
                               feedback_activation="identity", schedule="epoch")
@@ -182,7 +182,7 @@ def test_gauss_newton_targets_with_exact_linear_inverses(rng):
 
 
 def test_targets_do_not_depend_on_batch_size_or_loss_reduction(rng):
-    """Spec §5.9: η̂ is per example: a sum-reduced loss with η̂/B gives the same targets."""
+    """(DTP-3) η̂ is per example: a sum-reduced loss with η̂/B gives the same targets."""
     model, algo, state = _net([6, 5, 5, 4], rng, target_step=0.02)
     x, y = rng.standard_normal((8, 6)), rng.integers(0, 4, 8)
     t_full = _targets(algo, model, state, x, y)[2]
@@ -201,7 +201,7 @@ def test_targets_do_not_depend_on_batch_size_or_loss_reduction(rng):
 
 
 def test_inverse_training_reduces_reconstruction_error(rng):
-    """Spec §5.7: f frozen; the inverse loss falls > 2x; smaller σ, smaller final error."""
+    """(DTP-2) trains the inverses: f frozen; the inverse loss falls > 2x; smaller σ, smaller final error."""
     finals = {}
     for sigma in (0.3, 0.03):
         r = np.random.default_rng(5)
@@ -219,7 +219,7 @@ def test_inverse_training_reduces_reconstruction_error(rng):
 
 
 def test_local_loss_gradients_match_finite_differences(rng):
-    """Spec §5.8 (also registered for `refnets gradcheck`)."""
+    """(DTP-5), (DTP-2) and their VJP (DTP-2a) against finite differences (also in `refnets gradcheck`)."""
     f = Block(0, Dense(5, 3, rng), Tanh())
     g = Block(None, Dense(3, 5, rng), Tanh())
     h_prev, target = rng.standard_normal((4, 5)), 0.5 * rng.standard_normal((4, 3))
@@ -236,7 +236,7 @@ def test_local_loss_gradients_match_finite_differences(rng):
 # --------------------------------------------------------------------------- plumbing
 
 def test_plumbing_shapes_and_locality(rng):
-    """Spec §5.11: g_i maps n_i -> n_{i-1}, none into the input; local losses stay local."""
+    """(DTP-1) g_i maps n_i -> n_{i-1}, none into the input; local losses stay local."""
     model, algo, state = _net([7, 6, 5, 4, 3], rng)
     assert sorted(state["feedback"]) == [2, 3]
     assert state["feedback"][2]["W"].shape == (6, 5) and state["feedback"][3]["W"].shape == (5, 4)
@@ -355,11 +355,11 @@ def test_registered_build_learns_fashion_mnist_subset():
 
 @pytest.mark.slow
 def test_synthetic_teacher_dtp_matches_backprop_plain_tp_fails():
-    """Spec §5.12 / R1: 100-d inputs, labels from a random tanh teacher; 4x64 tanh student,
-    20k/5k samples, 15 epochs, Lee's hyperparameters and optimiser.
+    """100-d inputs, labels from a random tanh teacher; 4x64 tanh student, 20k/5k samples,
+    15 epochs, Lee's hyperparameters and optimiser: DTP within 5 points of backprop, plain
+    TP (DTP-4a) at chance.
 
-    Spec measurement (its own teacher): test error BP 31.1%, DTP 30.3%, plain TP 88.4%.
-    Measured with this teacher (seed 0): BP 44.9%, DTP 43.7%, plain TP 90.6% (chance 90%).
+    Measured (seed 0): test error BP 44.9%, DTP 43.7%, plain TP 90.6% (chance 90%).
     """
     from refnets.algorithms.backprop import Backprop
     from refnets.training import train

@@ -93,13 +93,13 @@ def test_conv_losses_match_finite_differences(rng):
     params = {k: v.copy() for k, v in params.items()}
     noise, noise_out = 0.3 * rng.standard_normal(h[1].shape), 0.3 * rng.standard_normal(h[2].shape)
     _check(lambda p: conv_dtp_feedback_loss(f[2], fb, h[1], noise, p), params)
-    # a ConvT is linear, so its bias cancels in both L-DRL differences (spec appendix)
+    # a ConvT is linear, so its bias cancels in both L-DRL differences (DTP-10a)
     _check(lambda p: conv_ldrl_feedback_loss(f[2], fb, h[1], noise, noise_out, p), params,
            zero_keys=("b",))
 
 
 def test_ldrl_on_a_linear_conv_block_learns_the_same_kernel(rng):
-    """Spec §5.6 in conv form: J_g -> J_fᵀ, and ConvT with V = W *is* the conv's transpose."""
+    """(DTP-10a), (DTP-13a) in conv form: J_g -> J_fᵀ, and ConvT with V = W *is* the conv's transpose."""
     model = convnet((3, 5, 5), [3, 3], 3, 4, rng, activation="identity", pool=None)
     algo = ConvDifferenceTargetPropagation(feedback_loss="ldrl")
     state = algo.init_state(model, rng)

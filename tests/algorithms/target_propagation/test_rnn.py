@@ -24,9 +24,9 @@ def test_hand_worked_two_steps():
 
     x = (0.5, -0.5):  h1 = tanh(0.5),  h2 = tanh(0.5 h1 - 0.5),  out = 2 h2, L = (2 h2)^2
     dL/dout = 2 * 2 h2 = 4 h2,  dL/dw = 4 h2 * h2,  dL/dh2 = 4 h2 * 2 = 8 h2
-    (T1) ĥ2 = h2 - 0.1 * 8 h2 = 0.2 h2
-    (T2) ĥ1 = h1 - g(x2, h2) + g(x2, ĥ2),  g(x, h) = tanh(0.8 h + x)
-    (F)  dW_h = 2 (h1 - ĥ1) (1 - h1^2) * h0 + 2 (h2 - ĥ2) (1 - h2^2) * h1,  h0 = 0
+    (DTP-14a) ĥ2 = h2 - 0.1 * 8 h2 = 0.2 h2
+    (DTP-14a) ĥ1 = h1 - g(x2, h2) + g(x2, ĥ2),  g(x, h) = tanh(0.8 h + x)
+    (DTP-14b) dW_h = 2 (h1 - ĥ1) (1 - h1^2) * h0 + 2 (h2 - ĥ2) (1 - h2^2) * h1,  h0 = 0
     """
     rng = np.random.default_rng(0)
     model = rnn_classifier(1, 1, 1, rng)
@@ -55,7 +55,7 @@ def test_hand_worked_two_steps():
 
 
 def test_one_step_sequence_is_scaled_backprop(rng):
-    """T = 1: the only target is (T1), so the RNN update is 2η̂ x BPTT, the read-out is BPTT."""
+    """T = 1: the only target is the first one (DTP-14a), so the RNN update is 2η̂ x BPTT, the read-out is BPTT."""
     model, algo, state, x, y = _setup(rng, T=1, target_step=0.03)
     res = algo.step(model, state, x, y, rng)
     _, bp, _ = backprop_gradients(model, x, y)

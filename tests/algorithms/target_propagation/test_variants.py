@@ -35,7 +35,7 @@ def _sgd_feedback(loss_fn, shape, rng, steps=2000, lr=0.05, batch=128):
 
 @pytest.mark.parametrize("out_in", [(5, 5), (3, 6)], ids=["square", "contracting"])
 def test_feedback_loss_fixed_points_on_a_linear_layer(out_in, rng):
-    """Spec §5.6: SGD on the DTP loss -> W⁺, on L-DRL -> Wᵀ; each its own optimum only."""
+    """(DTP-2b), (DTP-10a): SGD on the DTP loss -> W⁺, on L-DRL -> Wᵀ; each its own optimum only."""
     n_out, n_in = out_in
     f = Block(0, Dense(n_in, n_out, rng), None)
     W = _conditioned(out_in, rng)
@@ -61,7 +61,7 @@ def test_feedback_loss_fixed_points_on_a_linear_layer(out_in, rng):
 
 
 def test_ldrl_never_trains_a_linear_feedback_bias(rng):
-    """Spec appendix: with linear g the bias cancels in both L-DRL terms."""
+    """(DTP-10a): with linear g the bias cancels in both L-DRL terms."""
     f = Block(0, Dense(4, 3, rng), Tanh())
     g = Block(None, Dense(3, 4, rng), None)
     _, grads = ldrl_feedback_loss(f, g, rng.standard_normal((6, 4)), rng.standard_normal((6, 4)),
@@ -96,7 +96,7 @@ def _numerical_check(loss_fn, params):
 
 
 def test_variant_feedback_gradients_match_finite_differences(rng):
-    """Spec §5.8 for DRL (both g_i terms), L-DRL (three terms) and DDTP."""
+    """Finite differences for DRL (both g_i terms, DTP-9a), L-DRL (three terms, DTP-10) and DDTP (DTP-12a)."""
     f = [None] + [Block(k, Dense(a, b, rng), Tanh()) for k, (a, b) in enumerate(((4, 5), (5, 4)))]
     f.append(Block(2, Dense(4, 3, rng), None))
     h = [rng.standard_normal((3, 4))]
@@ -145,7 +145,7 @@ def _cos(a, b):
 
 
 def test_drl_and_ddtp_learn_gauss_newton_targets_where_dtp_does_not():
-    """Spec §5.5 / §2.1 on a contracting linear chain.
+    """(DTP-8), (DTP-9), (DTP-12) on a contracting linear chain.
 
     DTP's optimum, layer-wise pseudo-inverses, solves J Δh = -η̂ e but is not the
     minimum-norm Gauss-Newton step; trained DRL and DDTP feedback paths become
@@ -170,7 +170,7 @@ def test_drl_and_ddtp_learn_gauss_newton_targets_where_dtp_does_not():
 
 
 def test_ldrl_recovers_backprop_on_near_linear_layers():
-    """Spec §5.10: converged L-DRL feedback, small β: hidden updates ∥ backprop (cos > 0.99)."""
+    """(DTP-10a): converged L-DRL feedback, small β: hidden updates ∥ backprop (cos > 0.99)."""
     rng = np.random.default_rng(2)
     model = mlp([6, 5, 5, 3], "tanh", rng, init="orthogonal")
     for layer in model.layers[::2]:
@@ -188,7 +188,7 @@ def test_ldrl_recovers_backprop_on_near_linear_layers():
 
 
 def test_fixed_weight_dtp_jacobian_trace_and_training(rng):
-    """Spec §5.13: tr(J_f J_g) matches explicit Jacobians; it grows positive while FW-DTP learns."""
+    """(DTP-11): tr(J_f J_g) matches explicit Jacobians; it grows positive while FW-DTP learns."""
     f = Block(0, Dense(4, 3, rng), Tanh())
     g = Block(None, Dense(3, 4, rng, bias=False), Tanh())
     h_prev = rng.standard_normal((5, 4))
