@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["DEFAULT_H", "DEFAULT_TOL", "rel_error", "numerical_gradient", "numerical_vjp",
-           "directional_check", "check_layer", "assert_close"]
+           "directional_check", "check_layer", "check_loss", "assert_close"]
 
 DEFAULT_H = 1e-5
 DEFAULT_TOL = 1e-7
@@ -173,6 +173,35 @@ def directional_check(f, x, dy, jt_dy, rng, n_directions=4, h=DEFAULT_H):
         num[k] = np.sum(dy * (fp - fm)) / (2.0 * h)
         ana[k] = np.sum(jt_dy * v)
     return rel_error(ana, num), num, ana
+
+
+def check_loss(loss, pred, *args, h=DEFAULT_H, **kwargs):
+    """Gradient-check a loss ``loss(pred, *args, **kwargs) -> (value, dpred)``.
+
+    The returned ``dpred`` is compared element-wise with the centred
+    differences of the returned value (the loss is a scalar, so no upstream
+    gradient is needed).
+
+    Parameters
+    ----------
+    loss : callable returning ``(float, ndarray like pred)``
+        e.g. :func:`refnets.losses.softmax_cross_entropy`.
+    pred : float64 ndarray, the network output the loss is differentiated by
+    *args, **kwargs : the loss's other arguments (labels, targets, options)
+
+    Returns
+    -------
+    float, ``rel_error(dpred, numerical gradient)``.
+    """
+    _require_float64(pred, "pred", "check_loss")
+    pred = np.array(pred, copy=True)
+    _, analytic = loss(pred, *args, **kwargs)
+    analytic = np.asarray(analytic)
+    if analytic.shape != pred.shape:
+        raise AssertionError(f"check_loss: the loss's derivative has shape {analytic.shape}, "
+                             f"expected pred's {pred.shape}")
+    numerical = numerical_gradient(lambda v: loss(v, *args, **kwargs)[0], pred, h)
+    return rel_error(analytic, numerical)
 
 
 def check_layer(layer, x, rng, params=None, max_elements=3000, n_directions=6, tol=None,

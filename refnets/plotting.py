@@ -102,13 +102,25 @@ def learning_curves(histories, title=None, smooth=None):
     if not_shown:
         ax_loss.text(0.02, 0.02, "loss <= 0, not shown: " + ", ".join(not_shown),
                      transform=ax_loss.transAxes, fontsize=7)
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy (dashed: train)", ylim=(0, 1.02))
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy (dashed: train)",
+               ylim=_accuracy_limits(histories))
     ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     if ax_acc.lines:
         ax_acc.legend(fontsize=7, loc="lower right")   # one entry per run; colours as on the left
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _accuracy_limits(histories):
+    """y-limits that fit every accuracy drawn, with a small margin, inside [0, 1.02]."""
+    values = [v for h in histories.values() for v in (*h.train_acc, *h.test_acc)
+              if v is not None and math.isfinite(v)]
+    if not values:
+        return 0.0, 1.02
+    lo, hi = min(values), max(values)
+    pad = max(0.02, 0.05 * (hi - lo))
+    return max(0.0, lo - pad), min(1.02, hi + pad)
 
 
 def decision_boundary(predict, x, y, ax=None, resolution=200, margin=0.5, title=None):
@@ -158,7 +170,7 @@ def decision_boundary(predict, x, y, ax=None, resolution=200, margin=0.5, title=
     return fig
 
 
-def format_table(rows, columns=None, floatfmt=".3f"):
+def format_table(rows, columns=None, floatfmt=".3f", align_right=()):
     """Plain-text table (for stdout) from a list of dicts.
 
     Parameters
@@ -168,6 +180,9 @@ def format_table(rows, columns=None, floatfmt=".3f"):
         Column order (default: keys of the first row).
     floatfmt : str
         Format of float cells; NaN and None print as "-".
+    align_right : iterable of str
+        Columns to right-align although they hold text (e.g. pre-formatted
+        "0.812 +- 0.004"); numeric columns are right-aligned anyway.
     """
     if not rows:
         return "(no rows)"
@@ -182,7 +197,7 @@ def format_table(rows, columns=None, floatfmt=".3f"):
 
     body = [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(columns)]
-    numeric = [all(_is_number(r.get(c)) for r in rows) for c in columns]
+    numeric = [c in align_right or all(_is_number(r.get(c)) for r in rows) for c in columns]
 
     def line(cells):
         return "  ".join(s.rjust(w) if num else s.ljust(w)

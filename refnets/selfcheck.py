@@ -16,6 +16,7 @@ what a user verifies on their machine is what CI verifies.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import time
 import zlib
@@ -24,7 +25,8 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Check", "register_check", "all_checks", "run_checks", "check_rng", "CHECK_MODULES"]
+__all__ = ["Check", "register_check", "all_checks", "match_checks", "run_checks", "check_rng",
+           "CHECK_MODULES", "GROUPS"]
 
 #: Modules (besides the algorithm registry's) that register checks on import.
 CHECK_MODULES = (
@@ -32,8 +34,14 @@ CHECK_MODULES = (
     "refnets.layers._checks_rnn",
     "refnets.layers._checks_conv",
     "refnets.layers.functional.checks",
+    "refnets._checks_losses",
     "refnets.algorithms.target_propagation.checks",
 )
+
+
+#: The check groups, one per package: ``refnets gradcheck --select <group>``.
+GROUPS = ("layers", "functional", "losses", "target_space", "target_propagation", "hsic",
+          "decorrelation", "functional_transfer")
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,11 @@ _CHECKS: dict = {}
 
 
 def register_check(name, group="layers", tol=1e-7):
-    """Decorator registering ``func(rng) -> relative error`` under ``name``."""
+    """Decorator registering ``func(rng) -> relative error`` under ``name``.
+
+    ``group`` is the package the checked code lives in (one of :data:`GROUPS`
+    for refnets' own checks; ``refnets gradcheck --select <group>``).
+    """
     def deco(func):
         if name in _CHECKS and _CHECKS[name].func.__qualname__ != func.__qualname__:
             raise ValueError(f"register_check: a check named {name!r} already exists")
@@ -73,6 +85,28 @@ def check_rng(name, seed=0):
     return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
 
 
+def match_checks(select=None):
+    """The registered checks ``refnets gradcheck --select`` picks.
+
+    ``select`` is either a group name, matched exactly, or a glob over check
+    names (``fnmatch``, case-insensitive: ``"Dense*"``, ``"*BPTT*"``); None
+    picks every check. A selection that matches nothing raises ValueError
+    listing the groups, so a typo never runs an empty (passing) table.
+    """
+    checks = all_checks()
+    if select is None:
+        return list(checks.values())
+    groups = sorted({c.group for c in checks.values()})
+    if select in groups:
+        return [c for c in checks.values() if c.group == select]
+    picked = [c for c in checks.values() if fnmatch.fnmatch(c.name.lower(), select.lower())]
+    if not picked:
+        hint = "" if any(ch in select for ch in "*?[") else f" (inside names: '*{select}*')"
+        raise ValueError(f"match_checks: select {select!r} is neither a group ({', '.join(groups)}) "
+                         f"nor a glob matching a check name{hint}; see `refnets gradcheck --list`")
+    return picked
+
+
 def run_checks(seed=0, select=None):
     """Run the registered checks.
 
@@ -82,7 +116,7 @@ def run_checks(seed=0, select=None):
         Each check gets ``np.random.default_rng([seed, crc32(name)])``: its
         inputs depend on its name only, never on the order checks register in.
     select : str, optional
-        Only checks whose name or group contains this substring.
+        A group (exactly) or a glob over check names (:func:`match_checks`).
 
     Returns
     -------
@@ -91,9 +125,7 @@ def run_checks(seed=0, select=None):
     in ``message`` (empty otherwise), so one broken check does not hide the rest.
     """
     rows = []
-    for check in all_checks().values():
-        if select and select not in check.name and select not in check.group:
-            continue
+    for check in match_checks(select):
         t0 = time.perf_counter()
         message = ""
         try:

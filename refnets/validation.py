@@ -123,3 +123,68 @@ def check_bool(value, name, where=""):
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{_prefix(where)}{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+# ---------------------------------------------------------------------------
+# Declared ranges of the command-line options (read by refnets.cli).
+#
+# Each option's constraint is declared once here; ``refnets compare`` and
+# ``refnets gradcheck`` build their argparse types from it and
+# ``refnets compare --list`` prints it, so the parser, the listing and the
+# check cannot disagree. (Kept as its own block: the functions above are the
+# library's checks, this is the command line's table.)
+# ---------------------------------------------------------------------------
+
+class OptionRange:
+    """The declared range of one numeric command-line option.
+
+    Parameters
+    ----------
+    name : str
+        The option as typed, e.g. ``"--epochs"``.
+    integer : bool
+        Whole numbers only.
+    low, high : float, optional
+        Bounds; ``low_open``/``high_open`` make them strict.
+    """
+
+    def __init__(self, name, integer=True, low=None, high=None, low_open=False, high_open=False):
+        self.name, self.integer = name, integer
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+
+    def describe(self):
+        """The range in words, e.g. ``"an integer >= 1"``."""
+        kind = "an integer" if self.integer else "a real number"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return kind + (" " + " and ".join(parts) if parts else "")
+
+    def parse(self, text):
+        """The value of ``text`` (a command-line string) in range, or ValueError."""
+        try:
+            value = int(text) if self.integer else float(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.name} must be {self.describe()}, got {text!r}") from None
+        try:
+            return check_number(value, self.name, low=self.low, high=self.high,
+                                low_open=self.low_open, high_open=self.high_open,
+                                integer=self.integer)
+        except ValueError:
+            raise ValueError(f"{self.name} must be {self.describe()}, got {text!r}") from None
+
+    def __repr__(self):
+        return f"OptionRange({self.name!r}: {self.describe()})"
+
+
+#: Every numeric option of ``refnets compare`` / ``refnets gradcheck``, by destination name.
+OPTION_RANGES = {
+    "epochs": OptionRange("--epochs", low=1),
+    "batch_size": OptionRange("--batch-size", low=1),
+    "hidden": OptionRange("--hidden", low=1),
+    "seed": OptionRange("--seed", low=0),
+    "seeds": OptionRange("--seeds", low=1),
+    "lr": OptionRange("--lr", integer=False, low=0, low_open=True),
+}

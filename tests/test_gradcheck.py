@@ -211,3 +211,20 @@ def test_directional_check_bad_arguments(rng):
         directional_check(lambda v: v, x, x, x, rng, n_directions=0)
     with pytest.raises(ValueError, match=r"jt_dy must have x's shape \(3,\), got \(2,\)"):
         directional_check(lambda v: v, x, x, x[:2], rng)
+
+
+def test_check_loss_passes_the_losses_and_catches_a_wrong_derivative():
+    from refnets.gradcheck import check_loss
+    from refnets.losses import mse, softmax_cross_entropy
+
+    rng = np.random.default_rng(0)
+    z, y = rng.standard_normal((4, 3)), np.array([0, 2, 1, 2])
+    assert check_loss(softmax_cross_entropy, z, y) < 1e-9
+    assert check_loss(mse, z, rng.standard_normal((4, 3)), reduction="elements") < 1e-9
+
+    def ce_without_mean(logits, labels):       # the classic slip: forgetting the 1/N
+        loss, d = softmax_cross_entropy(logits, labels)
+        return loss, d * len(labels)
+    assert check_loss(ce_without_mean, z, y) > 0.5
+    with pytest.raises(ValueError, match="float64"):
+        check_loss(mse, z.astype(np.float32), z)

@@ -75,3 +75,20 @@ def test_format_table_and_running_mean():
     assert lines[0].split() == ["method", "acc", "cos"]
     assert lines[2].split() == ["bp", "0.912", "-"] and lines[3].split() == ["fa-long", "0.500", "0.250"]
     np.testing.assert_allclose(plotting.running_mean([1, 2, 3, 4], 2), [1, 1.5, 2.5, 3.5])
+
+
+def test_accuracy_axis_fits_the_data():
+    a, b = _history(0), _history(1)
+    a.train_acc, a.test_acc = [0.80, 0.85, 0.90], [0.78, 0.82, 0.84]
+    b.train_acc, b.test_acc = [0.81, 0.86, 0.88], [0.79, 0.80, 0.83]
+    ax_acc = plotting.learning_curves({"a": a, "b": b}).axes[1]
+    lo, hi = ax_acc.get_ylim()
+    assert 0.7 < lo < 0.78 and 0.90 < hi < 0.95          # not squeezed into a 0-1 axis
+
+
+def test_format_table_right_aligns_text_columns_on_request():
+    rows = [{"m": "a", "acc": "0.812 +- 0.004"}, {"m": "bb", "acc": "0.5"}]
+    plain = plotting.format_table(rows).splitlines()
+    right = plotting.format_table(rows, align_right=("acc",)).splitlines()
+    assert plain[3].endswith("0.5") and plain[3].rstrip() != right[3]
+    assert right[3].endswith(" 0.5") and len(right[3]) == len(right[2])

@@ -55,7 +55,7 @@ def _build(sizes, activation, rng, x_train=None, y_train=None):
 def _register():
     from . import Method, register
     register(Method("backprop", _build, "exact gradient (baseline)",
-                    "Rumelhart, Hinton & Williams 1986"))
+                    "Rumelhart, Hinton & Williams 1986", exact_gradient=True))
 
 
 _register()

@@ -35,19 +35,19 @@ def _conv_with_bias(rng, *args, **kwargs):
     return layer
 
 
-@register_check("Conv2D (N=2, 3 -> 2, 6x5, k3 stride 2 padding 1)", group="conv")
+@register_check("Conv2D (N=2, 3 -> 2, 6x5, k3 stride 2 padding 1)", group="layers")
 def _conv_strided(rng):
     layer = _conv_with_bias(rng, 3, 2, 3, stride=2, padding=1)
     return _worst(check_layer(layer, rng.standard_normal((2, 3, 6, 5)), rng))
 
 
-@register_check("Conv2D (N=1, 2 -> 3, 5x4, k (3, 2) padding (2, 1))", group="conv")
+@register_check("Conv2D (N=1, 2 -> 3, 5x4, k (3, 2) padding (2, 1))", group="layers")
 def _conv_nonsquare(rng):
     layer = _conv_with_bias(rng, 2, 3, (3, 2), padding=(2, 1))
     return _worst(check_layer(layer, rng.standard_normal((1, 2, 5, 4)), rng))
 
 
-@register_check("Conv2D im2col == conv2d_naive (k3 stride 2 padding 2)", group="conv", tol=1e-12)
+@register_check("Conv2D im2col == conv2d_naive (k3 stride 2 padding 2)", group="layers", tol=1e-12)
 def _conv_vs_naive(rng):
     layer = _conv_with_bias(rng, 3, 4, 3, stride=2, padding=2)
     x = rng.standard_normal((2, 3, 7, 6))
@@ -56,7 +56,7 @@ def _conv_vs_naive(rng):
     return rel_error(y, conv2d_naive(x, p["W"], p["b"], stride=2, padding=2))
 
 
-@register_check("col2im is the adjoint of im2col (k3 stride 2 padding 1)", group="conv",
+@register_check("col2im is the adjoint of im2col (k3 stride 2 padding 1)", group="layers",
                 tol=1e-12)
 def _col2im_adjoint(rng):
     x = rng.standard_normal((2, 3, 7, 6))
@@ -67,17 +67,17 @@ def _col2im_adjoint(rng):
     return abs(lhs - rhs) / max(abs(lhs), abs(rhs))
 
 
-@register_check("MaxPool2D (N=2, C=3, 7x6, window 3 stride 2)", group="conv")
+@register_check("MaxPool2D (N=2, C=3, 7x6, window 3 stride 2)", group="layers")
 def _maxpool(rng):
     return _worst(check_layer(MaxPool2D(3, stride=2), _distinct(rng, (2, 3, 7, 6)), rng))
 
 
-@register_check("AvgPool2D (N=2, C=3, 7x6, window (2, 3) stride 1)", group="conv")
+@register_check("AvgPool2D (N=2, C=3, 7x6, window (2, 3) stride 1)", group="layers")
 def _avgpool(rng):
     return _worst(check_layer(AvgPool2D((2, 3), stride=1), rng.standard_normal((2, 3, 7, 6)),
                               rng))
 
 
-@register_check("Flatten (N=2, 3x4x5)", group="conv")
+@register_check("Flatten (N=2, 3x4x5)", group="layers")
 def _flatten(rng):
     return _worst(check_layer(Flatten(), rng.standard_normal((2, 3, 4, 5)), rng))

@@ -331,7 +331,7 @@ def _register():
     register(Method("ftm", _build,
                     f"functional transfer matrices: a learnable f(x; theta) per connection "
                     f"({DEFAULT_FUNCTION}: a x^2 + b x), trained by backprop",
-                    "Cai et al. 2017 (arXiv:1710.10403), Appl. Intell. 2018"))
+                    "Cai et al. 2017 (arXiv:1710.10403), Appl. Intell. 2018", exact_gradient=True))
 
 
 _register()

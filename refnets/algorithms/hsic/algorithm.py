@@ -396,7 +396,7 @@ def _register():
     from .. import Method, register
     register(Method("hsic", _build, "HSIC bottleneck: block-local nHSIC(Z,X) - beta nHSIC(Z,Y), "
                                     "Linear-BN-ReLU blocks, unformatted output",
-                    "Ma, Lewis & Kleijn 2020"))
+                    "Ma, Lewis & Kleijn 2020", loss_kind="hsic"))
 
 
 _register()

@@ -32,7 +32,7 @@ def _tanh_block(n_in, n_out, rng):
     return Block(None, Dense(n_in, n_out, rng), Tanh())
 
 
-@register_check("dtp/forward local loss dW, db", group="dtp")
+@register_check("dtp/forward local loss dW, db", group="target_propagation")
 def _check_local_loss(rng):
     f = _tanh_block(5, 4, rng)
     h_prev, target = rng.standard_normal((3, 5)), 0.8 * np.tanh(rng.standard_normal((3, 4)))
@@ -41,7 +41,7 @@ def _check_local_loss(rng):
     return _param_errors(lambda p: local_loss(f, h_prev, target, p)[0], params, grads)
 
 
-@register_check("dtp/inverse (denoising) loss dV, dc", group="dtp")
+@register_check("dtp/inverse (denoising) loss dV, dc", group="target_propagation")
 def _check_dtp_feedback(rng):
     f, g = _tanh_block(5, 4, rng), _tanh_block(4, 5, rng)
     h_prev = np.tanh(rng.standard_normal((3, 5)))
@@ -55,7 +55,7 @@ def _linear_block(n_in, n_out, rng, bias=True):
     return Block(None, Dense(n_in, n_out, rng, bias=bias), None)
 
 
-@register_check("dtp/DRL feedback loss dV, dc (Meulemans 2020)", group="dtp")
+@register_check("dtp/DRL feedback loss dV, dc (Meulemans 2020)", group="target_propagation")
 def _check_drl(rng):
     f = [None, _tanh_block(4, 5, rng), _tanh_block(5, 4, rng), _tanh_block(4, 3, rng)]
     h = [np.tanh(rng.standard_normal((3, 4)))]
@@ -72,7 +72,7 @@ def _check_drl(rng):
                          params, grads)
 
 
-@register_check("dtp/L-DRL feedback loss dV, dc (Ernoult 2022)", group="dtp")
+@register_check("dtp/L-DRL feedback loss dV, dc (Ernoult 2022)", group="target_propagation")
 def _check_ldrl(rng):
     f, g = _tanh_block(5, 4, rng), _tanh_block(4, 5, rng)
     h_prev = np.tanh(rng.standard_normal((3, 5)))
@@ -83,7 +83,7 @@ def _check_ldrl(rng):
                          params, grads)
 
 
-@register_check("dtp/DDTP feedback loss dQ (Meulemans 2020)", group="dtp")
+@register_check("dtp/DDTP feedback loss dQ (Meulemans 2020)", group="target_propagation")
 def _check_ddtp(rng):
     f = [None, _tanh_block(4, 5, rng), _tanh_block(5, 4, rng), _linear_block(4, 3, rng)]
     h = [rng.standard_normal((3, 4))]
@@ -105,7 +105,7 @@ def _check_conv_transpose(rng):
     return max(check_layer(layer, rng.standard_normal((2, 2, 3, 3)), rng).values())
 
 
-@register_check("dtp/conv local loss and inverse loss through ConvT + unpool", group="dtp")
+@register_check("dtp/conv local loss and inverse loss through ConvT + unpool", group="target_propagation")
 def _check_conv_losses(rng):
     from ...models import convnet
     from .conv import ConvDifferenceTargetPropagation, conv_dtp_feedback_loss
@@ -131,7 +131,7 @@ def _check_conv_losses(rng):
                                   fb_params, grads))
 
 
-@register_check("dtp/TPTT local loss dW_x, dW_h, db and inverse loss dV, dc", group="dtp")
+@register_check("dtp/TPTT local loss dW_x, dW_h, db and inverse loss dV, dc", group="target_propagation")
 def _check_tptt(rng):
     from ...layers.recurrent import RNN
     from .rnn import tptt_feedback_loss, tptt_local_loss

@@ -558,20 +558,20 @@ def _register_checks():
     from ...models import convnet, mlp, rnn_classifier
     from ...selfcheck import register_check
 
-    @register_check("target-space/dense dL/dT (SCU, shortcuts)", group="target-space")
+    @register_check("target-space/dense dL/dT (SCU, shortcuts)", group="target_space")
     def _dense_scu(rng):
         xs, x, y = rng.standard_normal((8, 3)), rng.standard_normal((6, 3)), rng.integers(0, 2, 6)
         algo = TargetSpace(xs, pseudoinverse_l2_regularisation=0.1, diagnostics=False)
         return pipeline_gradient_error(shortcut_mlp([3, 4, 3, 2], "tanh", rng), algo, x, y, rng)
 
-    @register_check("target-space/dense dL/dT (OCU)", group="target-space")
+    @register_check("target-space/dense dL/dT (OCU)", group="target_space")
     def _dense_ocu(rng):
         xs, x, y = rng.standard_normal((8, 3)), rng.standard_normal((6, 3)), rng.integers(0, 2, 6)
         algo = TargetSpace(xs, pseudoinverse_l2_regularisation=0.1, realisation="ocu",
                            diagnostics=False)
         return pipeline_gradient_error(mlp([3, 4, 3, 2], "tanh", rng), algo, x, y, rng)
 
-    @register_check("target-space/conv dL/dT (SCU, im2col/col2im)", group="target-space")
+    @register_check("target-space/conv dL/dT (SCU, im2col/col2im)", group="target_space")
     def _conv(rng):
         xs, x = rng.standard_normal((3, 1, 4, 4)), rng.standard_normal((2, 1, 4, 4))
         y = rng.integers(0, 3, 2)
@@ -580,7 +580,7 @@ def _register_checks():
                            projection=None, diagnostics=False)
         return pipeline_gradient_error(model, algo, x, y, rng)
 
-    @register_check("target-space/RNN dL/dT (OCU in time, hybrid read-out)", group="target-space")
+    @register_check("target-space/RNN dL/dT (OCU in time, hybrid read-out)", group="target_space")
     def _rnn(rng):
         xs, x = rng.standard_normal((5, 3, 2)), rng.standard_normal((5, 2, 2))
         y = rng.integers(0, 2, (5, 2))

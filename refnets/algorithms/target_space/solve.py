@@ -300,16 +300,16 @@ def _solve_check(rng, r, c, lam, branch=None):
     return max(rel_error(dT, num_T), rel_error(dA, num_A))
 
 
-@register_check("target-space/ridge_solve dT, dA (normal form, r > c)", group="target-space")
+@register_check("target-space/ridge_solve dT, dA (normal form, r > c)", group="target_space")
 def _check_normal(rng):
     return _solve_check(rng, 7, 4, 0.1)
 
 
-@register_check("target-space/ridge_solve dT, dA (kernel form, r < c)", group="target-space")
+@register_check("target-space/ridge_solve dT, dA (kernel form, r < c)", group="target_space")
 def _check_kernel(rng):
     return _solve_check(rng, 4, 7, 0.1)
 
 
-@register_check("target-space/ridge_solve dT, dA (min-norm, lam = 0)", group="target-space")
+@register_check("target-space/ridge_solve dT, dA (min-norm, lam = 0)", group="target_space")
 def _check_min_norm(rng):
     return max(_solve_check(rng, 7, 4, 0.0), _solve_check(rng, 4, 7, 0.0))
