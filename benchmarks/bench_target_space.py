@@ -15,7 +15,8 @@ For a dense, a conv and a recurrent net, the script times (float64, one thread):
   - ``reverse``: the reverse pass through the solves (ridge VJPs, SCU
     realisation backprop, col2im / BPTT over the realisation).
 
-The spec's estimate (section 2, from flop counts) is 2-4x backprop when the
+A count of multiply-adds per layer (section 1 of
+refnets/algorithms/target_space/README.md) estimates 2-4x backprop when the
 realisation batch is about the minibatch size. Diagnostics (the implied-update
 cosine, one more realisation pass) are off here.
 

@@ -29,11 +29,12 @@ Equations (SCU; realisation batch X_bar = the 194 training points)
 -----------------------------------------------------------------
 realise       A_bar_0 = [1, X_bar];  for k = 1..L:
                 W_k = argmin ||A_bar_{k-1} W - T_k||^2 + lam ||W||^2
-                    = (A_bar^T A_bar + lam I)^-1 A_bar^T T_k           (Eq. 6-7)
+                    = (A_bar^T A_bar + lam I)^-1 A_bar^T T_k           (TS-2; paper Eq. 6-7)
                 S_bar_k = A_bar_{k-1} W_k;  A_bar_k = [A_bar_{k-1}, tanh(S_bar_k)]   (shortcuts)
 loss          L(T) = mean_n CE(net(x_n; W_1(T), ..., W_L(T)), y_n)   on the minibatch
 gradient      dL/dT_k through every solve, including later solves' dependence on
-              layer k's realised output (refnets.algorithms.target_space.algorithm, spec 1.4)
+              layer k's realised output (tags TS-6 to TS-8 of
+              refnets/algorithms/target_space/README.md)
 update        T <- Adam(T, dL/dT), lr 0.01; weight space: W <- Adam(W, dL/dW), lr 0.01
 
 Run
@@ -64,12 +65,10 @@ and its regions follow the arms; weight space leaves gaps and wedges between
 them. The ablation without the A-path also gets there on this small net, but
 only after ~2500 steps (learning_curves.png): the A-path is what makes SCU
 fast. OCU is clearly worse, as the authors' code comments say.
-How this relates to the paper and the spec: the paper's Fig. 4 shows this
-contrast qualitatively (its numbers could not be read here; see the module
-docs of refnets.algorithms.target_space.algorithm). The spec's NumPy prototype measured
-TS 100 % train in 10/10 seeds, test mean 0.992, WS train 0.968 / test 0.829,
-OCU train 0.64-0.94: the numbers above agree (one TS seed ends at test 0.918
-after an Adam excursion near step 3800, visible in the curves).
+How this relates to the paper: its Fig. 4 shows this contrast qualitatively
+(smooth arms in target space, fragmented regions in weight space); the
+numbers above are measured here, not the paper's. One TS seed ends at test
+0.918 after an Adam excursion near step 3800, visible in the curves.
 ``--quick`` (1 seed, 300 steps, deep net 100 steps): TS train 0.89 / test
 0.90, WS 0.66 / 0.64, ~10 s.
 """

@@ -26,10 +26,11 @@ JMLR 23(8); arXiv 2006.01578 (the RNN section: recall / XOR / adder bit tasks,
 Equations (time-major; realisation sequences X_bar, n_bar of them, T_bar steps)
 ------------------------------------------------------------------------------
 recurrent solve   A_h = stack_t [1, x_bar_t, tanh(T_h[t-1])]   (T_h[-1] -> h_0 = 0)
-                  W_h = (A_h^T A_h + lam I)^-1 A_h^T stack_t T_h[t]        (Eq. 6-7)
+                  W_h = (A_h^T A_h + lam I)^-1 A_h^T stack_t T_h[t]        (TS-11; paper Eq. 6-7)
 hybrid read-out   h_bar = RNN(X_bar; W_h);  W_o = ridge_solve([1, h_bar_t], T_o[t])
 loss              masked CE over the steps t >= d of the minibatch, with W_h, W_o
-gradient          dL/dT_h, dL/dT_o through both solves and BPTT (spec 1.6)
+gradient          dL/dT_h, dL/dT_o through both solves and BPTT (TS-11b in
+                  refnets/algorithms/target_space/README.md)
 
 Run
 ---
@@ -50,11 +51,8 @@ weight space (BPTT)    2400  0.053   0.515      0.496     never
 =====================  ====  ======  =========  ========  ===============
 
 Weight space stays at chance for all 2400 steps (127 s of training; target
-space used 204 s). The spec's NumPy prototype (delay 50, full batch of 400,
-one seed) saw the same split: TS 99.3 % test at 900 its, WS 56-58 % after
-3000-4000 its at lr 0.001 and chance at lr 0.01; delays <= 20 do not separate
-the methods (both reach 100 %). The paper's own RNN tables (delays up to the
-hundreds, LSTM baselines) could not be read here (see the module docs).
+space used 204 s). The paper's RNN experiments go to longer delays and
+compare with LSTM baselines; no number from them is quoted here.
 One seed only: a feasibility demonstration, not a benchmark.
 ``--quick`` (delay 5, 60 TS / 180 WS its): TS test 1.00, WS 0.88, a few seconds.
 """

@@ -27,7 +27,7 @@ few-epoch CPU illustration.
 Equations (conv layer; realised input X_bar_{k-1} of n_bar images, NCHW)
 -----------------------------------------------------------------------
 patches     P = im2col(X_bar_{k-1})          (n_bar*H*W, C_in*3*3), rows (image, y, x)
-solve       W_full = (A^T A + lam I)^-1 A^T T_conv,  A = [1, P]      (Eq. 6-7)
+solve       W_full = (A^T A + lam I)^-1 A^T T_conv,  A = [1, P]      (TS-10; paper Eq. 6-7)
             kernel = W_full[1:].T reshaped (C_out, C_in, 3, 3), bias = W_full[0]
 realised    S_bar = A W_full  (= conv(X_bar, kernel) + bias, as rows)
 backward    dL/dT_conv = A G^-1 dW;   dL/dX_bar = col2im(dL/dA without its bias column)
@@ -64,9 +64,9 @@ Test accuracy per epoch: TS 0.726, 0.740, 0.764, 0.769, 0.788; WS 0.724,
   channels whose first Adam steps agree stay alike;
 * the dense read-out solve has rank <= n_bar = 100 by construction.
 The authors report CNN results on MNIST, Fashion-MNIST and CIFAR after up to
-400 epochs with much larger nets; those table values could not be read here
-(see the module docs). ``--quick`` (1000 images, 1 epoch, n_bar 50): TS test
-0.63, WS 0.40 (WS's Adam 0.001 has barely started after 10 steps), ~15 s.
+400 epochs with much larger nets; no number from those tables is quoted here.
+``--quick`` (1000 images, 1 epoch, n_bar 50): TS test 0.63, WS 0.40 (WS's Adam
+0.001 has barely started after 10 steps), ~15 s.
 """
 
 # %% Imports and arguments

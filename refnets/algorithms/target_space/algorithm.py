@@ -6,11 +6,14 @@ Each step turns the targets into weights by one ridge solve per layer
 (:mod:`~refnets.algorithms.target_space.solve`), runs the ordinary minibatch
 with those weights, and back-propagates the minibatch loss through every
 solve to dL/dT_k. Any optimiser then updates the targets like weights.
+The derivation, the equation tags (TS-n) cited in the comments, the map to
+the authors' code, the deviations and the measured numbers are in this
+package's README.md.
 
 Symbol table
 ------------
 ==========================  =====================  ==========================================
-paper / spec symbol         code name              shape
+paper symbol                code name              shape
 ==========================  =====================  ==========================================
 X_bar (realisation batch)   ``state["xbar"]``      (n_bar, d_0); conv (n_bar, C, H, W);
                                                    RNN (T_bar, n_bar, D) time-major
@@ -18,7 +21,7 @@ n_bar                       ``realisation_batch_size``
 T_k (targets of layer k)    ``state["targets"]["k.T"]``  dense (n_bar, n_k); conv
                                                    (n_bar*H*W, C_out); RNN (T_bar, n_bar, H)
 A_bar_{k-1} = [1, X_bar_{k-1}]  ``A`` in the solve cache   (rows, 1 + fan_in)
-W_k (official layout)       ``W_full``             (1 + fan_in, n_k), bias in row 0
+W_k (solve layout)          ``W_full``             (1 + fan_in, n_k), bias in row 0
 W_k (refnets layout)        ``params[k]``          Dense 'W' (n_k, fan_in), 'b' (n_k,)
 S_bar_k = A_bar W_k         ``S`` / ``out``        realised sums on X_bar
 lambda                      ``pseudoinverse_l2_regularisation``  absolute, >= 0
@@ -26,16 +29,15 @@ g                           activation layers      element-wise
 SCU / OCU                   ``realisation='scu'|'ocu'``
 ==========================  =====================  ==========================================
 
-One step (SCU, spec section 1.2; the paper's Algorithm 3 and Eq. 6-7)::
+One step (SCU; the paper's Algorithm 3 and Eq. 6-7)::
 
-    A_bar = [1, X_bar]
-    for k = 1..L:  W_k = ridge_solve(A_bar, T_k, lam)            # Eq. 6-7
-                   S_bar_k = A_bar W_k;  A_bar = [1, g(S_bar_k)]  # SCU: realised
-                                          # (OCU: [1, g(T_k)]; shortcuts: concatenate)
-    loss, dW_mb = backprop(W, X, y)       # the ordinary minibatch, realised weights
-    for k = L..1:  dW_k  = dW_mb_k + A_bar_{k-1}^T dS_bar_k   # later solves read S_bar_k
-                   dT_k, dA = ridge_solve_vjp(dW_k)           # spec section 1.4
-                   dS_bar_{k-1} = (dA + dS_bar_k W_k^T)[:, 1:] * g'(S_bar_{k-1})
+    A_bar = [1, X_bar]                                            (TS-1)
+    for k = 1..L:  W_k = ridge_solve(A_bar, T_k, lam)             (TS-2)
+                   S_bar_k = A_bar W_k;  A_bar = [1, g(S_bar_k)]  (TS-4; OCU TS-4a: g(T_k))
+    loss, dW_mb = backprop(W, X, y)       # the ordinary minibatch    (TS-5)
+    for k = L..1:  dW_k  = dW_mb_k + A_bar_{k-1}^T dS_bar_k       (TS-6)
+                   dT_k, dA = ridge_solve_vjp(dW_k)               (TS-7)
+                   dS_bar_{k-1} = (dA + dS_bar_k W_k^T)[:, 1:] * g'(S_bar_{k-1})   (TS-8)
 
 The A-path ``dA`` (later solves reacting to this layer's realised output) is
 what the paper calls *cascade untangling*; ``through_inputs=False`` drops it
@@ -43,8 +45,8 @@ what the paper calls *cascade untangling*; ``through_inputs=False`` drops it
 
 The loop over ``model.layers`` is generic: each layer with parameters has a
 *realiser* that forms A_bar from its realised input, solves, and produces the
-realised output (Dense here; Conv2D in
-:mod:`~refnets.algorithms.target_space.conv`; the Elman RNN in
+realised output (Dense in :mod:`~refnets.algorithms.target_space.dense`;
+Conv2D in :mod:`~refnets.algorithms.target_space.conv`; the Elman RNN in
 :mod:`~refnets.algorithms.target_space.rnn`); parameter-free layers
 (activations, pooling, Flatten, LastStep) just run forward/backward on X_bar.
 
@@ -54,72 +56,6 @@ realised from the targets *before* the update into the model's parameters
 the *current* targets (cached until the targets change) and writes them into
 the model too, so evaluation always uses the current targets and
 ``model.forward`` afterwards reproduces ``predict``.
-
-Paper numbers
--------------
-The stored copy of the paper that the project's search tool can read exposes
-only the abstract; Eq. 6-7, Algorithms 1-3 and the section 3.1 tables could
-not be read there, so no paper table values are transcribed. What the
-abstract states: targets for the "firing strengths" of the nodes replace the
-weights; the conversion "comes at an extra computational expense, which is in
-many cases manageable"; results on fully connected, convolutional and
-recurrent networks (long sequence recall, IMDB). The configurations quoted in
-the tutorials (spirals 2-5-5-5-2 tanh with shortcuts, prc 1e-3, Adam 0.01,
-4000 its) are read from the authors' TF1 code, not the paper text.
-
-Measured here (not paper numbers; float64, 2-core CPU shared with other jobs)
------------------------------------------------------------------------------
-* Two spirals, the authors' TF1 configuration, 10 seeds (tutorial 10): target
-  space train 1.000 in 10/10 seeds, test 0.987 mean; weight space (backprop,
-  the authors' init) train 0.972, test 0.831; OCU train 0.835 / test 0.802
-  (3 seeds); the no-A-path ablation also reaches 1.000 but ~5x later.
-* Bit recall, delay 40, Elman 1-43-2 (tutorial 11, 1 seed): target space 99.7 %
-  test after 800 steps; BPTT at chance (49.6 %) after 2400.
-* Small CNN on the Fashion-MNIST subset, 5 epochs (tutorial 12): target space
-  0.788 test, weight space 0.805.
-* ``refnets compare`` defaults (784-128-128-10 tanh, 3 epochs): target space
-  0.804 test vs backprop 0.814 at ~3.4x the time per epoch.
-* Step cost (benchmarks/bench_target_space.py): 3.6-5.7x a backprop step for
-  a dense net, 2.0-2.7x conv, 4.1-4.3x RNN (spec estimate 2-4x).
-* Finite-difference checks of dL/dT through the whole pipeline: relative
-  error 1e-10 - 4e-8 (dense SCU/OCU/shortcuts, conv, RNN OCU/hybrid).
-
-Deviations
-----------
-* **Layout.** Targets are stored with refnets' row conventions: dense
-  (n_bar, n_k); conv rows in (image, y, x) order, columns C_out; RNN
-  time-major (T_bar, n_bar, H). The solve is invariant to a joint row
-  permutation of A_bar and T, so only element-wise comparisons with the TF
-  code need a transpose. Weights are converted ``b = W_full[0]``,
-  ``W = W_full[1:].T`` (spec section 6.2).
-* **Targets are drawn independently per layer** from the run's ``rng``
-  (truncated normal, re-drawn beyond 2 sigma); the authors' Keras layers share
-  one unseeded initialiser object (spec appendix).
-* **Projection** (spec 1.3) defaults to the TF2 layer-by-layer form
-  (``projection='layer'``: solve, T_k <- S_bar_k, re-solve, propagate);
-  ``'simultaneous'`` is the TF1 form (one realisation pass, all T_k <- S_bar_k).
-  Both use the configured realisation mode; under OCU the TF1 code's
-  projection is a no-op (its "sums" are the targets), here it projects onto
-  the OCU inputs' column space.
-* **Shortcut connections** need a model shape ``Sequential`` cannot express:
-  :class:`ShortcutMLP` (every Dense sees ``[x_0, h_1, ..., h_{k-1}]``, the
-  TF1 spirals net).
-* **Realisation batch** X_bar is drawn once with the run's ``rng``
-  (``realisation_selection='random'``, without replacement) or the first
-  n_bar examples (``'first'``, the authors' choice for CNNs and bit RNNs).
-* **Diagnostics.** ``info["cosine_to_backprop"]`` is the cosine between the
-  weight change implied by the target gradient (J dT, J = dW/dT, by a
-  one-sided finite difference of the realisation with relative step 1e-6)
-  and the backprop gradient at the realised weights; it costs one extra
-  realisation pass (``diagnostics=False`` skips it).
-* **Realisation batch size** must be at least the number of output units
-  (the realised output weights have rank <= n_bar): a check the authors'
-  code does not make.
-* **No TF fixtures.** The spec suggests ``.npz`` fixtures generated with the
-  authors' TensorFlow code; TensorFlow is not installed here, so none are
-  generated, and the tests rely on invariants, closed forms and finite
-  differences only (spec section 5).
-* float64 throughout (the authors use float32).
 
 References
 ----------
@@ -173,7 +109,7 @@ class TargetSpace(Algorithm):
         read g(T)). For RNN models the recurrent layer is always OCU in time
         and 'scu' means the *hybrid* output layer (realised hidden states).
     projection : {'layer', 'simultaneous', None}
-        Initial target projection T_k <- S_bar_k (spec 1.3), default 'layer'.
+        Initial target projection T_k <- S_bar_k (TS-14), default 'layer'.
     target_init_std : float, optional
         sigma_T of the truncated-normal initial targets; default (None) 0.1 for
         every layer of a model containing a Conv2D (TF1 CNN ``--ti 0.1``), 1.0
@@ -303,7 +239,7 @@ class TargetSpace(Algorithm):
         return np.ascontiguousarray(np.take(x, idx, axis=axis))
 
     def init_state(self, model, rng):
-        """Pick X_bar, draw truncated-normal targets, project them (spec 1.3).
+        """Pick X_bar (TS-12), draw truncated-normal targets (TS-13), project them (TS-14).
 
         Returns
         -------
@@ -329,10 +265,10 @@ class TargetSpace(Algorithm):
                 feats.append(h)
                 continue
             x_in = np.concatenate(feats, axis=-1) if shortcuts else h
-            T = truncated_normal(r.target_shape(x_in.shape), std, rng)       # spec 1.3 step 1
+            T = truncated_normal(r.target_shape(x_in.shape), std, rng)       # (TS-13)
             _, h, rec = r.realise(x_in, T, self.lam, scu)
             if self.projection == "layer":                                   # TF2: per layer
-                T = rec["S"].copy()                                          # T_k <- S_bar_k
+                T = rec["S"].copy()                                     # T_k <- S_bar_k  (TS-14)
                 _, h, _ = r.realise(x_in, T, self.lam, scu)                  # re-solve, propagate
             targets[f"{k}.T"] = T
         state = {"xbar": xbar, "targets": targets, "step": 0, "cache": None,
@@ -344,7 +280,7 @@ class TargetSpace(Algorithm):
         return state
 
     def variables(self, model, state):
-        """The targets ``{"k.T": T_k}``: what the optimiser updates (in place)."""
+        """The targets ``{"k.T": T_k}``: what the optimiser updates (in place, TS-9)."""
         return state["targets"]
 
     # -- realisation pass -----------------------------------------------------
@@ -376,11 +312,11 @@ class TargetSpace(Algorithm):
                 continue
             x_in = np.concatenate(feats, axis=-1) if shortcuts else h
             T = targets[f"{k}.T"]
-            params[k], h, recs[k] = r.realise(x_in, T, self.lam, scu)
+            params[k], h, recs[k] = r.realise(x_in, T, self.lam, scu)   # (TS-1)-(TS-4)
         return params, recs
 
     def _target_gradients(self, model, state, recs, grads):
-        """Reverse pass through the realisation network: dL/dT_k for every layer."""
+        """Reverse pass through the realisation network: dL/dT_k for every layer (TS-6)-(TS-8)."""
         shortcuts = isinstance(model, ShortcutMLP)
         realisers = self._realisers(model)
         first = next(k for k, r in enumerate(realisers) if r is not None)
@@ -426,7 +362,7 @@ class TargetSpace(Algorithm):
         cond_max = max(float(rec["solve"]["cond"]) for rec in solved)
         self._check_conditioning(state, cond_max, where)
         out, caches = model.forward(x, params)                  # minibatch, realised weights
-        loss, dout = self.loss(out, y)
+        loss, dout = self.loss(out, y)                          # (TS-5)
         check_loss_finite(loss, where)
         _, grads = model.backward(dout, caches, input_grad=False)   # dW_mb: ordinary backprop
         dT = self._target_gradients(model, state, recs, grads)
@@ -438,7 +374,7 @@ class TargetSpace(Algorithm):
         return StepResult(loss=float(loss), grads=dT, info=info)
 
     def _implied_cosine(self, model, state, params, grads, dT):
-        """cos(J dT, dL/dW): the weight change SGD on T implies vs the backprop gradient."""
+        """cos(J dT, dL/dW): the weight change SGD on T implies vs the backprop gradient (TS-17)."""
         tnorm = np.sqrt(sum(float(np.vdot(t, t)) for t in state["targets"].values()))
         gnorm = np.sqrt(sum(float(np.vdot(g, g)) for g in dT.values()))
         if gnorm == 0.0:
@@ -485,7 +421,7 @@ class TargetSpace(Algorithm):
 
 
 def _residual(rec):
-    """||A_bar W - T||_F / ||T||_F of one layer's solve (0 for all-zero targets)."""
+    """||A_bar W - T||_F / ||T||_F of one layer's solve (0 for all-zero targets) (TS-17)."""
     solve = rec["solve"]
     tn = np.linalg.norm(solve["T"])
     return float(np.linalg.norm(solve["R"]) / tn) if tn > 0 else 0.0

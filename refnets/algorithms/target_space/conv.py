@@ -7,7 +7,7 @@ odd kernel, as in the authors' ``TSConv2D`` and TF1 CNN script).
 Symbol table
 ------------
 =====================  ==============  =============================================
-paper / spec symbol    code name       shape
+paper symbol           code name       shape
 =====================  ==============  =============================================
 X_bar_{k-1}            ``x``           (n_bar, C_in, H, W), realised input (NCHW)
 P = im2col(X_bar)      ``P``           (n_bar*H*W, C_in*kh*kw), columns (c, ky, kx)
@@ -18,23 +18,16 @@ Conv2D weights         ``params``      'W' (C_out, C_in, kh, kw) = W_full[1:].T 
                                        'b' (C_out,) = W_full[0]
 =====================  ==============  =============================================
 
-Realisation (spec 1.5): ``A_bar W_full`` reshaped to (n_bar, C_out, H, W)
-*is* the convolution of X_bar with the realised kernel plus bias (the rows of
+Realisation (TS-10): ``A_bar W_full`` reshaped to (n_bar, C_out, H, W) *is*
+the convolution of X_bar with the realised kernel plus bias (the rows of
 im2col are the receptive fields), so S_bar needs no second convolution.
 
-Backward: the solve's dL/dA_bar without its bias column is a gradient w.r.t.
-the patch matrix P; ``col2im`` (the adjoint of im2col: overlapping patches
-add up) turns it into a gradient w.r.t. the realised input image. The
-minibatch term is the ordinary conv dW reshaped to the official layout.
-
-Deviations
-----------
-* Patch columns are ordered (c, ky, kx) (refnets' ``W.reshape(C_out, -1)``);
-  TF's ``extract_image_patches`` orders them (ky, kx, c). The solve is
-  equivariant to a column permutation, so only element-wise kernel
-  comparisons with the TF code need the permutation.
-* Only stride 1, 'same' padding is supported (the authors' target shape
-  assumes it too); anything else raises ValueError.
+Backward (TS-10a): the solve's dL/dA_bar without its bias column is a
+gradient w.r.t. the patch matrix P; ``col2im`` (the adjoint of im2col:
+overlapping patches add up) turns it into a gradient w.r.t. the realised
+input image. The minibatch term is the ordinary conv dW reshaped to the
+solve layout. Patch columns are ordered (c, ky, kx), TF's (ky, kx, c): see
+the README's sections 6 and 7.
 """
 
 from __future__ import annotations
@@ -104,7 +97,7 @@ class ConvRealiser:
         kh, kw = layer.kernel_size
         n, _, h, w = x.shape
         A = design_matrix(im2col(x, kh, kw, 1, layer.padding))  # [1, P]  (n h w, 1 + C kh kw)
-        W_full, solve = ridge_solve(A, T, lam)
+        W_full, solve = ridge_solve(A, T, lam)                  # (TS-10), (TS-2)
         S = solve["AW"]                                         # = conv(X_bar, K) + b, as rows
         params = self.params_from_full(W_full)
         out = rows_to_nchw(S if scu else T, n, h, w)
@@ -118,26 +111,26 @@ class ConvRealiser:
         dA_out = None
         if d_out is not None and rec["scu"]:
             dS = nchw_to_rows(d_out)
-            dW = dW + solve["A"].T @ dS                 # S_bar = A_bar W feeds later layers
+            dW = dW + solve["A"].T @ dS                 # S_bar = A_bar W feeds later layers (TS-6)
             dA_out = dS @ solve["W"].T
-        dT, dA = ridge_solve_vjp(dW, solve, need_dA=need_dx)
+        dT, dA = ridge_solve_vjp(dW, solve, need_dA=need_dx)                   # (TS-7)
         if d_out is not None and not rec["scu"]:
-            dT = dT + nchw_to_rows(d_out)               # OCU: the targets are the next input
+            dT = dT + nchw_to_rows(d_out)               # OCU: targets = next input (TS-8a)
         if not need_dx:
             return dT, None
         if dA_out is not None:
             dA = dA + dA_out
-        # drop the bias column, then patches -> image: the adjoint of im2col
+        # drop the bias column, then patches -> image: the adjoint of im2col (TS-10a)
         dx = col2im(np.ascontiguousarray(dA[:, 1:]), rec["x_shape"], kh, kw, 1, layer.padding)
         return dT, dx
 
     def params_from_full(self, W_full):
-        """Official (1 + C_in kh kw, C_out) -> Conv2D {'W' (C_out, C_in, kh, kw), 'b'}."""
+        """Solve layout (1 + C_in kh kw, C_out) -> Conv2D {'W' (C_out, C_in, kh, kw), 'b'}."""
         layer = self.layer
         return {"W": np.ascontiguousarray(W_full[1:].T).reshape(layer.params["W"].shape),
                 "b": W_full[0].copy()}
 
     def fan(self):
-        """(1 + C_in*kh*kw, C_out) of the official weight matrix."""
+        """(1 + C_in*kh*kw, C_out) of the solve-layout weight matrix."""
         kh, kw = self.layer.kernel_size
         return 1 + self.layer.c_in * kh * kw, self.layer.c_out

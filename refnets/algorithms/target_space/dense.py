@@ -7,7 +7,7 @@ Flatten, per-step RNN read-outs).
 Symbol table
 ------------
 ==================  ==============  ==========================================
-paper / spec        code name       shape
+paper symbol        code name       shape
 ==================  ==============  ==========================================
 X_bar_{k-1}         ``x``           (n_bar, n_in), or (..., n_in): one row per
                                     leading position (e.g. (T_bar, n_bar, H))
@@ -18,17 +18,15 @@ Dense weights       ``params``      'W' = W_full[1:].T (n_out, n_in), 'b' = W_fu
 S_bar_k             ``S``           A_bar W_full, like T
 ==================  ==============  ==========================================
 
-Realise (Eq. 6-7): W_full = ridge_solve(A_bar, T), S_bar = A_bar W_full; the
-next layer reads S_bar (SCU) or T (OCU). Backward (spec 1.2, 1.4)::
+Realise (the paper's Eq. 6-7): W_full = ridge_solve(A_bar, T), S_bar = A_bar
+W_full; the next layer reads S_bar (SCU) or T (OCU). Backward::
 
-    dW = [db; dW_mb^T] + A_bar^T dS_bar        (SCU: later solves read S_bar)
-    dT, dA = ridge_solve_vjp(dW)
-    dT += dS_bar                               (OCU: T itself is the next input)
-    dX_bar = (dA + dS_bar W_full^T)[:, 1:]     (SCU; OCU without the second term)
+    dW = [db; dW_mb^T] + A_bar^T dS_bar        (TS-6; SCU: later solves read S_bar)
+    dT, dA = ridge_solve_vjp(dW)               (TS-7)
+    dT += dS_bar                               (TS-8a; OCU: T itself is the next input)
+    dX_bar = (dA + dS_bar W_full^T)[:, 1:]     (TS-8; OCU without the second term)
 
-Deviations
-----------
-None beyond those of :mod:`refnets.algorithms.target_space.algorithm`.
+Derivations and deviations: this package's README.md.
 """
 
 from __future__ import annotations
@@ -195,7 +193,7 @@ class DenseRealiser:
         return tuple(x_shape[:-1]) + (self.layer.n_out,)
 
     def realise(self, x, T, lam, scu):
-        """Solve W_k from the realised input ``x`` and targets ``T`` (Eq. 6-7).
+        """Solve W_k from the realised input ``x`` and targets ``T`` (TS-2, TS-4).
 
         Parameters
         ----------
@@ -212,11 +210,11 @@ class DenseRealiser:
         rec : dict for :meth:`backward` (solve cache, shapes, realised sums ``S``)
         """
         n_in, n_out = self.layer.n_in, self.layer.n_out
-        A = design_matrix(x.reshape(-1, n_in))                  # [1, X_bar]
-        W_full, solve = ridge_solve(A, T.reshape(-1, n_out), lam)
+        A = design_matrix(x.reshape(-1, n_in))                  # [1, X_bar]       (TS-1)
+        W_full, solve = ridge_solve(A, T.reshape(-1, n_out), lam)                # (TS-2)
         S = solve["AW"]                                         # realised sums S_bar = A W
-        params = self.params_from_full(W_full)
-        out = S.reshape(T.shape) if scu else T
+        params = self.params_from_full(W_full)                                   # (TS-3)
+        out = S.reshape(T.shape) if scu else T                  # (TS-4) / OCU (TS-4a)
         return params, out, {"solve": solve, "x_shape": x.shape, "T_shape": T.shape,
                              "S": S.reshape(T.shape), "scu": scu}
 
@@ -235,26 +233,26 @@ class DenseRealiser:
         """
         solve = rec["solve"]
         n_out = self.layer.n_out
-        dW = np.concatenate([grads["b"][None, :], grads["W"].T], axis=0)  # official layout
+        dW = np.concatenate([grads["b"][None, :], grads["W"].T], axis=0)  # solve layout
         dA_out = None
         if d_out is not None and rec["scu"]:
             dS = d_out.reshape(-1, n_out)
-            dW = dW + solve["A"].T @ dS            # S_bar = A_bar W: the realised-output path
+            dW = dW + solve["A"].T @ dS            # S_bar = A_bar W: realised-output path (TS-6)
             dA_out = dS @ solve["W"].T
-        dT, dA = ridge_solve_vjp(dW, solve, need_dA=need_dx)     # spec section 1.4
+        dT, dA = ridge_solve_vjp(dW, solve, need_dA=need_dx)     # (TS-7)
         dT = dT.reshape(rec["T_shape"])
         if d_out is not None and not rec["scu"]:
-            dT = dT + d_out                        # OCU: T_k itself is the next layer's input
+            dT = dT + d_out                        # OCU: T_k is the next layer's input (TS-8a)
         if not need_dx:
             return dT, None
         if dA_out is not None:
             dA = dA + dA_out
-        return dT, dA[:, 1:].reshape(rec["x_shape"])  # drop the bias column
+        return dT, dA[:, 1:].reshape(rec["x_shape"])  # drop the bias column (TS-8)
 
     def params_from_full(self, W_full):
-        """Official (1 + n_in, n_out) weights -> refnets {'W', 'b'}."""
+        """Solve-layout (1 + n_in, n_out) weights -> refnets {'W', 'b'} (TS-3)."""
         return {"W": np.ascontiguousarray(W_full[1:].T), "b": W_full[0].copy()}
 
     def fan(self):
-        """(1 + fan_in, fan_out) of the official weight matrix."""
+        """(1 + fan_in, fan_out) of the solve-layout weight matrix."""
         return 1 + self.layer.n_in, self.layer.n_out

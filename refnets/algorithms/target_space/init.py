@@ -3,15 +3,13 @@
 * :func:`make_realiser`: which layers Target Space can realise (Dense, Conv2D
   stride-1 'same', an Elman RNN as first layer) and which it passes through
   (activations, pooling, Flatten, LastStep).
-* :func:`truncated_normal`: the initial targets (spec 1.3, TF's
+* :func:`truncated_normal`: the initial targets (TS-13, TF's
   ``truncated_normal``: re-draw beyond 2 sigma).
 * :func:`tf1_weight_init`: the weight-space baselines' initialisation of the
-  authors' TF1 scripts, for fair comparisons (spec 1.3 and pitfall 6.10).
-
-Deviations
-----------
-The TF1 CNN draws conv kernels in TF patch order (ky, kx, c) and refnets in
-(c, ky, kx); for i.i.d. draws only the bookkeeping differs.
+  authors' TF1 scripts (TS-18), so that a comparison with weight space uses
+  the same architecture and initialisation as theirs. The TF1 CNN draws conv
+  kernels in TF patch order (ky, kx, c) and refnets in (c, ky, kx); for
+  i.i.d. draws only the bookkeeping differs.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ _PARAM_FREE = (Activation, MaxPool2D, AvgPool2D, Flatten, LastStep)
 
 
 def truncated_normal(shape, std, rng):
-    """N(0, std^2) with every draw beyond 2 std re-drawn (TF's ``truncated_normal``).
+    """N(0, std^2) with every draw beyond 2 std re-drawn (TF's ``truncated_normal``; TS-13).
 
     Parameters
     ----------
@@ -79,9 +77,9 @@ def make_realiser(layer, k):
 
 
 def tf1_weight_init(model, rng, scheme="glorot6", truncated=True):
-    """Re-initialise a model's weights (bias included) like the authors' TF1 baselines.
+    """Re-initialise a model's weights (bias included) like the authors' TF1 baselines (TS-18).
 
-    Every Dense / Conv2D / RNN weight is drawn in the official layout
+    Every Dense / Conv2D / RNN weight is drawn in the solve layout
     (1 + fan_in) x fan_out, bias row included, so fan_in counts the bias (and
     shortcut inputs), then converted to refnets' layout in place.
 

@@ -3,47 +3,43 @@
 Used by :class:`refnets.algorithms.target_space.algorithm.TargetSpace` when a model
 starts with :class:`~refnets.layers.recurrent.RNN` (``[RNN, Dense]`` per-step
 read-out or ``[RNN, LastStep, Dense]``), following the authors' TF1
-bit-sequence/IMDB scripts and ``TSRNNDense`` (spec section 1.6).
+bit-sequence/IMDB scripts and ``TSRNNDense`` (README tags TS-11, TS-11a, TS-11b).
 
 Symbol table
 ------------
 =======================  ==============  ===========================================
-paper / spec symbol      code name       shape
+paper symbol             code name       shape
 =======================  ==============  ===========================================
 X_bar                    ``x``           (T_bar, n_bar, D) time-major
 T_h                      ``T``           (T_bar, n_bar, H) targets of the sums a_t
 A_bar_h (stacked in t)   ``A``           (T_bar*n_bar, 1 + D + H):
                                          [1, x_bar_t, tanh(T_h[t-1])], T_h[-1] -> h_0 = 0
-W_h (official)           ``W_full``      (1 + D + H, H): rows [bias, input, recurrent]
+W_h (solve layout)       ``W_full``      (1 + D + H, H): rows [bias, input, recurrent]
 RNN params (refnets)     ``params``      'b' = W_full[0], 'W_x' = W_full[1:1+D].T (H, D),
                                          'W_h' = W_full[1+D:].T (H, H)
 h_bar_t                  ``out``         (T_bar, n_bar, H) what the read-out layer reads
 =======================  ==============  ===========================================
 
-Realisation (spec 1.6). The recurrent layer is always **OCU in time**: its
+Realisation (TS-11). The recurrent layer is always **OCU in time**: its
 solve reads the previous step's *targets* through tanh, so one ridge solve
 over all T_bar*n_bar rows gives the shared weights, with no sequential
 dependence::
 
     A_h = stack_t [1, x_bar_t, tanh(T_h[t-1])];   W_h = ridge_solve(A_h, stack_t T_h[t], lam)
 
-What the read-out layer's solve reads is the mode of the algorithm:
+What the read-out layer's solve reads is the mode of the algorithm (TS-11a):
 ``scu=True`` is the authors' **hybrid** (TF1 ``--scu``, the only TF2 mode):
 run the real RNN with W_h on X_bar and give the output solve the realised
 states h_bar_t; ``scu=False`` is OCU: tanh(T_h[t]).
 
-Backward (spec 1.6 = section 1.4 composed with BPTT): the total dL/dW_h is
+Backward (TS-11b = TS-7 composed with BPTT): the total dL/dW_h is
 the minibatch BPTT gradient plus, in hybrid mode, BPTT over the realisation
 run of the output solve's dL/dh_bar; its ridge VJP gives dL/dT_h directly
 and dL/dA_h, whose recurrent block at row block t is a gradient w.r.t.
 tanh(T_h[t-1]), so dL/dT_h[t-1] += dA_h[t, :, recurrent] * tanh'(T_h[t-1]).
 In OCU mode the output solve's input gradient reaches T_h through tanh'.
-
-Deviations
-----------
-* Targets and X_bar are time-major (T_bar, n_bar, .); the authors store
-  (n_bar, T_bar, .). The solve is invariant to a joint permutation of rows.
-* Only the refnets Elman tanh cell (h_0 = 0) is supported, as in the paper.
+Targets are time-major here, (n_bar, T_bar, .) in the authors' code (README
+section 6).
 """
 
 from __future__ import annotations
@@ -72,7 +68,7 @@ class RNNRealiser:
         return tuple(x_shape[:2]) + (self.layer.n_hidden,)
 
     def _design(self, x, T):
-        """A_h rows [1, x_t, tanh(T[t-1])] for every (t, n), with tanh(T[-1]) -> h_0 = 0."""
+        """A_h rows [1, x_t, tanh(T[t-1])] for every (t, n), tanh(T[-1]) -> h_0 = 0 (TS-11)."""
         t_bar, n, d = x.shape
         h_prev = np.concatenate([np.zeros((1, n, self.layer.n_hidden)), np.tanh(T[:-1])], axis=0)
         return design_matrix(np.concatenate([x, h_prev], axis=-1).reshape(t_bar * n, -1))
@@ -97,14 +93,14 @@ class RNNRealiser:
         """
         A = self._design(x, T)
         H = self.layer.n_hidden
-        W_full, solve = ridge_solve(A, T.reshape(-1, H), lam)
+        W_full, solve = ridge_solve(A, T.reshape(-1, H), lam)                 # (TS-11)
         params = self.params_from_full(W_full)
         rec = {"solve": solve, "T": T, "x_shape": x.shape, "scu": scu,
                "S": solve["AW"].reshape(T.shape)}
         if scu:
-            out, rec["run"] = self.layer.forward(x, params)     # realised h_bar_t on X_bar
+            out, rec["run"] = self.layer.forward(x, params)     # realised h_bar_t (TS-11a)
         else:
-            out = np.tanh(T)
+            out = np.tanh(T)                                    # OCU read-out (TS-11a)
         return params, out, rec
 
     def backward(self, rec, grads, d_out, need_dx):
@@ -114,25 +110,25 @@ class RNNRealiser:
         g = dict(grads)
         dT_direct = 0.0
         if d_out is not None:
-            if rec["scu"]:                          # hybrid: BPTT over the realisation run
+            if rec["scu"]:                          # hybrid: BPTT over the realisation run (TS-11b)
                 _, g_run = layer.backward(d_out, rec["run"])
                 g = {name: g[name] + g_run[name] for name in g}
             else:                                   # OCU: the read-out read tanh(T_h)
                 dT_direct = d_out * (1.0 - np.tanh(T) ** 2)
         dW = np.concatenate([g["b"][None, :], g["W_x"].T, g["W_h"].T], axis=0)  # (1+D+H, H)
-        dT, dA = ridge_solve_vjp(dW, solve)
+        dT, dA = ridge_solve_vjp(dW, solve)                                     # (TS-7)
         dT = dT.reshape(T.shape) + dT_direct
-        # recurrent columns of row block t hold tanh(T[t-1]): chain rule into T[t-1]
+        # recurrent columns of row block t hold tanh(T[t-1]): chain rule into T[t-1] (TS-11b)
         dh_prev = dA[:, 1 + D:].reshape(T.shape)
         dT[:-1] += dh_prev[1:] * (1.0 - np.tanh(T[:-1]) ** 2)
         return dT, None
 
     def params_from_full(self, W_full):
-        """Official (1 + D + H, H) rows [bias, input, recurrent] -> refnets RNN params."""
+        """Solve layout (1 + D + H, H) rows [bias, input, recurrent] -> refnets RNN params."""
         D = self.layer.n_in
         return {"W_x": np.ascontiguousarray(W_full[1:1 + D].T),
                 "W_h": np.ascontiguousarray(W_full[1 + D:].T), "b": W_full[0].copy()}
 
     def fan(self):
-        """(1 + D + H, H) of the official weight matrix."""
+        """(1 + D + H, H) of the solve-layout weight matrix."""
         return 1 + self.layer.n_in + self.layer.n_hidden, self.layer.n_hidden

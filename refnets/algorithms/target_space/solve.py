@@ -1,18 +1,20 @@
-"""Ridge least squares and its exact vector-Jacobian product (Target Space, Eq. 6-7).
+"""Ridge least squares and its exact vector-Jacobian product (Target Space; paper Eq. 6-7).
 
 Target Space (Fairbank, Samothrakis & Citi 2022) turns each layer's targets T
 into weights by a regularised least-squares fit on the layer's realised
 inputs. This module holds that one linear-algebra primitive and its backward;
 :mod:`refnets.algorithms.target_space.algorithm` chains it through a network.
+The derivations of the backward formulas and the deviations from the authors'
+solver are in this package's README.md (tags TS-2, TS-7).
 
 Symbol table
 ------------
 ==================  ============  =====================================================
-paper / spec        code          shape
+paper symbol        code          shape
 ==================  ============  =====================================================
 A_bar = [1, X_bar]  ``A``         (r, c): r realisation rows, c = 1 + fan_in columns
 T                   ``T``         (r, k): targets (desired pre-activation sums)
-W                   ``W``         (c, k): bias in row 0 (official layout)
+W                   ``W``         (c, k): bias in row 0 (the authors' layout)
 lambda              ``lam``       scalar >= 0, absolute (``pseudoinverse_l2_regularisation``)
 R = T - A W         ``R``         (r, k): residual of the fit
 W_hat = dL/dW       ``dW``        (c, k): the *total* derivative of the loss w.r.t. W
@@ -20,41 +22,26 @@ G = A^T A + lam I   (factor)      (c, c): normal-form Gram, used when r >= c
 H = A A^T + lam I   (factor)      (r, r): kernel-form Gram, used when r < c
 ==================  ============  =====================================================
 
-Forward (Eq. 6-7 of the paper; spec section 1.1)::
+Forward (the paper's Eq. 6-7)::
 
     W = argmin_W ||A W - T||_F^2 + lam ||W||_F^2
-      = G^{-1} A^T T        (normal form, r >= c)
-      = A^T H^{-1} T        (kernel form, r < c; equal for lam > 0 by the
-                             push-through identity, minimum-norm at lam = 0)
+      = G^{-1} A^T T        (normal form, r >= c)                          (TS-2)
+      = A^T H^{-1} T        (kernel form, r < c; equal for lam > 0)        (TS-2a)
+      = A+ T                (lam = 0: minimum-norm solution)               (TS-2b)
 
-Backward (derived in the spec section 1.4, verified here by finite differences)::
+Backward::
 
-    normal:   Z = G^{-1} dW;            dT = A Z;   dA = R Z^T - (A Z) W^T
+    normal:   Z = G^{-1} dW;            dT = A Z;   dA = R Z^T - (A Z) W^T       (TS-7)
     kernel:   Y = H^{-1} T,  V = H^{-1} A dW;
-              dT = V;                   dA = Y (dW - A^T V)^T - V W^T
-    min-norm (lam = 0, via the pseudoinverse A+; Golub & Pereyra 1973):
-              Q = A+^T dW,  Z = A+ Q,  Y = A+^T W;
-              dT = Q;                   dA = R Z^T - Q W^T + Y (dW - A^T Q)^T
+              dT = V;                   dA = Y (dW - A^T V)^T - V W^T            (TS-7a)
+    min-norm: Q = A+^T dW,  Z = A+ Q,  Y = A+^T W;
+              dT = Q;                   dA = R Z^T - Q W^T + Y (dW - A^T Q)^T    (TS-7b)
 
-The normal and kernel forms are the min-norm formula specialised to full
-column rank (then the Y-term vanishes) and full row rank (then R = 0).
-
-Deviations
-----------
-* The authors call ``tf.linalg.lstsq(A, T, l2_regularizer=lam, fast=True)``
-  (Cholesky normal equations, float32) and let TF autodiff through it; here
-  the Cholesky factor of the smaller Gram is computed once (LAPACK potrf) and
-  reused by the hand-written backward, in float64.
-* At ``lam = 0`` the code uses the SVD pseudoinverse (minimum-norm solution,
-  accurate for rank-deficient A) instead of Cholesky of an unregularised Gram,
-  which TF's ``fast=True`` may fail on (spec quirk 4.2.6). This is a
-  deliberate choice, so it does not warn. A Cholesky failure at ``lam > 0``
-  (lam negligible against ||A||^2) falls back to the same minimum-norm path
-  and warns (:class:`RidgeSolveWarning`, once per message).
-* ``cond`` is a cheap estimate of the Gram's 2-norm condition number,
-  (max L_ii / min L_ii)^2 from the Cholesky factor (a lower bound), or
-  (s_max / s_min)^2 from the singular values on the min-norm path; callers
-  decide whether to warn (TargetSpace warns once per run).
+The Cholesky factor of the smaller Gram is computed once (LAPACK potrf) and
+reused by the backward. ``cond`` is a cheap estimate of the Gram's 2-norm
+condition number, (max L_ii / min L_ii)^2 from the Cholesky factor (a lower
+bound), or (s_max / s_min)^2 from the singular values on the min-norm path;
+callers decide whether to warn (TargetSpace warns once per run).
 
 References
 ----------
@@ -97,7 +84,7 @@ def warn_once(message, key=None):
 
 
 def design_matrix(x):
-    """Prepend the bias column: A = [1, x].
+    """Prepend the bias column: A = [1, x] (TS-1).
 
     Parameters
     ----------
@@ -143,7 +130,7 @@ def _cond_from_cholesky(L):
 
 
 def ridge_solve(A, T, lam, branch=None):
-    """Solve W = argmin ||A W - T||^2 + lam ||W||^2 (Target Space Eq. 6-7).
+    """Solve W = argmin ||A W - T||^2 + lam ||W||^2 (the paper's Eq. 6-7; TS-2).
 
     Parameters
     ----------
@@ -205,16 +192,16 @@ def ridge_solve(A, T, lam, branch=None):
             cache["factor"] = factor
             cache["cond"] = _cond_from_cholesky(factor)
             if branch == "normal":
-                W = _cho_solve(factor, A.T @ T)                  # G^-1 A^T T
+                W = _cho_solve(factor, A.T @ T)                  # G^-1 A^T T     (TS-2)
             else:
-                Y = _cho_solve(factor, T)                        # H^-1 T
+                Y = _cho_solve(factor, T)                        # H^-1 T         (TS-2a)
                 W = A.T @ Y
                 cache["Y"] = Y
     if branch == "min-norm":
         U, s, Vt = np.linalg.svd(A, full_matrices=False)
         keep = s > s[0] * max(r, c) * np.finfo(A.dtype).eps        # numerical rank
         pinv = (Vt[keep].T / s[keep]) @ U[:, keep].T                # A+ (c, r)
-        W = pinv @ T
+        W = pinv @ T                                                # (TS-2b)
         cache["pinv"] = pinv
         cache["rank"] = int(keep.sum())
         cache["cond"] = float((s[0] / s[keep][-1]) ** 2) if keep.any() else float("inf")
@@ -233,7 +220,7 @@ def _full_rank_for(A, branch):
 
 
 def ridge_solve_vjp(dW, cache, need_dA=True):
-    """Vector-Jacobian product of :func:`ridge_solve`: dL/dT and dL/dA.
+    """Vector-Jacobian product of :func:`ridge_solve`: dL/dT and dL/dA (TS-7).
 
     Parameters
     ----------
@@ -264,18 +251,18 @@ def ridge_solve_vjp(dW, cache, need_dA=True):
     dW = check_array(dW, "dW", shape=W.shape, where="ridge_solve_vjp")
     branch = cache["branch"]
     if branch == "normal":
-        Z = _cho_solve(cache["factor"], dW)            # G^-1 dW
+        Z = _cho_solve(cache["factor"], dW)            # G^-1 dW         (TS-7)
         dT = A @ Z
         if need_dA:
             dA = R @ Z.T - dT @ W.T
     elif branch == "kernel":
-        V = _cho_solve(cache["factor"], A @ dW)        # H^-1 A dW
+        V = _cho_solve(cache["factor"], A @ dW)        # H^-1 A dW       (TS-7a)
         dT = V
         if need_dA:
             dA = cache["Y"] @ (dW - A.T @ V).T - V @ W.T
     else:
         pinv = cache["pinv"]
-        Q = pinv.T @ dW                        # A+^T dW        (r, k)
+        Q = pinv.T @ dW                        # A+^T dW  (r, k)  (TS-7b)
         dT = Q
         if need_dA:
             Z = pinv @ Q                       # A+ A+^T dW     (c, k)

@@ -27,7 +27,7 @@ def test_row_layout_round_trip(rng):
 
 @pytest.mark.parametrize("k,c_in", [(3, 1), (3, 2), (5, 2)])
 def test_solve_equals_a_real_convolution(rng, k, c_in):
-    """Spec 5.11: A_bar W_full (the realised sums) = conv2d_naive(X_bar, K) + b."""
+    """(TS-10): A_bar W_full (the realised sums) = conv2d_naive(X_bar, K) + b."""
     layer, r, x = _conv_setup(rng, c_in=c_in, k=k)
     T = rng.standard_normal(r.target_shape(x.shape))
     params, out, rec = r.realise(x, T, 0.1, scu=True)
@@ -71,7 +71,7 @@ def test_realiser_backward_matches_differences(rng):
 
 @pytest.mark.parametrize("realisation,pool", [("scu", None), ("ocu", "max"), ("scu", "avg")])
 def test_pipeline_gradient_small_conv_net(rng, realisation, pool):
-    """Spec 5.6 conv case: n_bar = 2, 5x5 images, k = 3, 2 channels, dense read-out
+    """(TS-10a) in the whole pipeline: n_bar = 2, 5x5 images, k = 3, 2 channels, dense read-out
     (underdetermined kernel-form solve after the flatten)."""
     model = convnet((1, 5, 5), [2], 3, 2, rng, activation="tanh",
                     pool=None if pool is None else 2, pool_type=pool or "max")

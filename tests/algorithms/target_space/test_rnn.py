@@ -1,4 +1,4 @@
-"""Target Space on an Elman RNN: OCU in time, hybrid or OCU read-out (spec 1.6, 5.4, 5.6)."""
+"""Target Space on an Elman RNN: OCU in time, hybrid or OCU read-out (TS-11, TS-11a, TS-11b)."""
 
 import numpy as np
 import pytest
@@ -27,7 +27,7 @@ def _teacher_sums(teacher, x):
 @pytest.mark.parametrize("realisation", ["scu", "ocu"])      # scu = hybrid read-out
 @pytest.mark.parametrize("readout", ["all", "last"])
 def test_recovers_a_teacher_rnn_at_lam_zero(rng, realisation, readout):
-    """Spec 5.4: T_h, T_o = the sums of a teacher RNN on X_bar -> the OCU-in-time solve
+    """(TS-11), (TS-11a): T_h, T_o = the sums of a teacher RNN on X_bar -> the OCU-in-time solve
     and the hybrid/OCU read-out solve return the teacher's weights (lam = 0)."""
     teacher = rnn_classifier(2, 4, 3, rng, readout=readout)
     for layer in teacher.layers:
@@ -53,7 +53,7 @@ def test_recovers_a_teacher_rnn_at_lam_zero(rng, realisation, readout):
 @pytest.mark.parametrize("realisation", ["scu", "ocu"])
 @pytest.mark.parametrize("readout", ["all", "last"])
 def test_pipeline_gradient(rng, realisation, readout):
-    """Spec 5.6 RNN case (T = 6): dL/dT_h and dL/dT_o through BPTT and both solves."""
+    """(TS-11b), T = 6: dL/dT_h and dL/dT_o through BPTT and both solves vs differences."""
     model = rnn_classifier(2, 3, 2, rng, readout=readout)
     xs = rng.standard_normal((6, 4, 2))
     x = rng.standard_normal((6, 3, 2))

@@ -1,4 +1,4 @@
-"""The ridge solve of Target Space (Eq. 6-7) and its VJP: spec section 5, items 1-3."""
+"""The ridge solve of Target Space (the paper's Eq. 6-7; TS-2) and its VJP (TS-7)."""
 
 import warnings
 
@@ -44,7 +44,7 @@ def test_hand_worked_solve_and_vjp():
 @pytest.mark.parametrize("r,c", SHAPES)
 @pytest.mark.parametrize("lam", [1e-3, 0.1])
 def test_normal_equations_hold(rng, r, c, lam):
-    """Spec 5.1: (A^T A + lam I) W = A^T T for r > c, r < c, r = c."""
+    """(TS-2): (A^T A + lam I) W = A^T T for r > c, r < c, r = c."""
     A, T, _ = _problem(rng, r, c)
     W, cache = ridge_solve(A, T, lam)
     assert cache["branch"] == ("normal" if r >= c else "kernel")
@@ -54,7 +54,7 @@ def test_normal_equations_hold(rng, r, c, lam):
 
 @pytest.mark.parametrize("r,c", SHAPES)
 def test_branches_agree(rng, r, c):
-    """Spec 5.2: for lam > 0 kernel and normal forms give the same W and VJPs (~1e-12)."""
+    """(TS-2a), (TS-7a): for lam > 0 kernel and normal forms give the same W and VJPs (~1e-12)."""
     A, T, dW = _problem(rng, r, c)
     Wn, cn = ridge_solve(A, T, 0.1, branch="normal")
     Wk, ck = ridge_solve(A, T, 0.1, branch="kernel")
@@ -76,7 +76,8 @@ def test_min_norm_agrees_with_cholesky_branch_at_full_rank(rng, r, c):
 
 
 def test_exact_recovery_at_lam_zero(rng):
-    """Spec 5.3 (solve level): T = A W* with r >= c gives back W* at lam = 0; lam > 0 biases."""
+    """(TS-2b), (TS-14a) at the solve level: T = A W* with r >= c gives back W* at lam = 0;
+    lam > 0 biases."""
     A = rng.standard_normal((12, 5))
     W_star = rng.standard_normal((5, 3))
     W, cache = ridge_solve(A, A @ W_star, 0.0)
