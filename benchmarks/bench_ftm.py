@@ -1,7 +1,7 @@
 """Time one functional-transfer layer step: generic path vs fast path vs Dense.
 
 One step = ``forward`` + ``backward`` of one layer (784 -> 100, batch 100 by
-default: the spec's "real MNIST cost" setting, section 6e) with a random
+default: the size of a first MNIST layer) with a random
 upstream gradient. Cases:
 
 * ``Dense``: the reference affine layer (one matmul forward, two backward);

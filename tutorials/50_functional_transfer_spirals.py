@@ -29,7 +29,8 @@ layer         a_j = sum_i f(x_i; theta_ij) + b_j,   y = tanh(a)   (hidden), logi
 delta rule    dE/dtheta_ij = sum_n delta_nj df/dtheta(x_ni; theta_ij),  delta = dE/da
 error         dE/dx_ni = sum_j delta_nj f'(x_ni; theta_ij)   (an input-dependent W^T)
 setup         CMU spirals scaled to [-1, 1]; 2-20-2, all layers functional, softmax-CE;
-              full batch (194 points), Adam lr 0.01, 3000 epochs (spec section 6a).
+              full batch (194 points), Adam lr 0.01, 3000 epochs.
+(FTM-2, FTM-4 and FTM-5 in refnets/algorithms/functional_transfer/README.md.)
 
 Run
 ---
@@ -52,9 +53,8 @@ on the interleaved i + 0.5 points; 662 s wall on a heavily loaded machine:
     F17 w^2 x^2             0.500 [0.500-0.500]   test 0.500  (even function)
     F19 w0^2 (x + w1)^2     1.000 [1.000-1.000]   test 1.000
 
-These match the spec's prototype (section 6a: F03/F12/F13/F19 at 1.00, F05
-0.63-0.86, F16 0.53-0.71, F17 0.5, tanh MLP 0.56-0.59) and the journal's
-claim that FTNNs beat MLPs on this task. Note that an FTNN layer has k times
+The picture agrees with the journal's claim (the paper's words: FTNNs
+"considerably better than MLPs" on two-spirals). Note that an FTNN layer has k times
 the parameters of a Dense layer of the same width (k = 2 for F03, 3 for F12),
 which is why the table also shows a 3x wider MLP.
 """

@@ -22,9 +22,9 @@ Paper
 C.-H. Cai, Y. Xu, D. Ke, K. Su, J. Sun, "Trainable back-propagated functional
 transfer matrices", arXiv:1710.10403 (2017): a memory-function FTM "roughly
 memorises" a non-cyclic sequence, the first 400 digits of pi (the code ships
-``circumference-ratio-data.txt``). The protocol is not given; the spec's
-working protocol is used (one-hot digit in, softmax over the next digit,
-state reset each pass).
+``circumference-ratio-data.txt``). The paper does not give the protocol;
+this tutorial uses one-hot digit in, softmax over the next digit, state
+reset each pass.
 
 Equations
 ---------
@@ -33,6 +33,7 @@ node     a_j(t) = sum_i y_ij(t) + b_j,   h = tanh(a),   logits = W h + b'
 loss     mean over t of CE(softmax(logits_t), d_{t+1})
 truncated  dL/dtheta with every m(t-1) held fixed: g_t = delta_t (1 - y_t^2)
 BPTT       e_t = delta_t + rho g_{t+1},  g_t = e_t (1 - y_t^2)    (element-wise, cheap)
+(FTM-8, FTM-9a and FTM-9b in refnets/algorithms/functional_transfer/README.md.)
 
 Training protocol (here vs the authors')
 ----------------------------------------
@@ -42,8 +43,7 @@ transitions (default 21); the connection states are carried from chunk to
 chunk (``m0 = cache['m_last']``) and reset to zero at the start of every
 pass, and one Adam step is taken per chunk. This is ~20x cheaper in Python
 overhead; ``--chunk 1 --optimizer sgd --lr 0.02`` is the authors' protocol
-(the spec measured 1.00 after ~3000 passes that way, 1-1.5 min with a tight
-loop, much longer through the layer API).
+(much slower through the layer API than chunked).
 
 Run
 ---
@@ -64,11 +64,10 @@ seed 0; 240 s wall on a heavily loaded machine):
 Full BPTT recalls all 399 transitions at pass 400 (later dips to 0.94); the truncated gradient
 climbs more slowly and oscillates at a constant learning rate (0.65-0.95
 after pass 500); without recurrence the network sits exactly at the bigram
-ceiling 0.190 (spec: 0.188; chance 0.10). An exploration run with plain SGD
+ceiling 0.190 (chance 0.10). An exploration run with plain SGD
 (``--optimizer sgd --lr 0.02``: lr 0.02 per transition as the authors, chunks
 of 21, truncated gradient; ~10 min on the loaded machine) reached 0.74 best by
-pass 1500 and 1.00 at pass 3000, as the spec's per-digit protocol (0.74-0.81
-at pass 2000, 1.00 by pass ~3000).
+pass 1500 and 1.00 at pass 3000.
 """
 
 # %% Imports and arguments

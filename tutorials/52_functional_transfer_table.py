@@ -10,11 +10,11 @@ What you will see
    number of trainable parameters per connection k and whether the layer runs
    on the exact matmul fast path or the generic broadcast path.
 3. ``accuracy_vs_time.png``: accuracy against time per epoch (log scale).
-4. Depth (spec section 6c): a 5-hidden-layer F16 network with the official
+4. Depth: a 5-hidden-layer F16 network with the official
    init does not train end to end (chance), while the fan-in-scaled init or
    the journal's greedy layer-wise supervised training make it learn.
 
-Expected picture (spec section 6b, measured on sklearn digits): most functions
+Expected picture: most functions
 are within a few points of the MLP; the polynomial/ReLU families and sin/cos
 are the best; the sigmoid-edge families F10/F11 learn slowly (their edges
 start almost input-independent, sigma(small) ~ 1/2); fast-path functions cost
@@ -32,7 +32,8 @@ MNIST with its own setup; this table is a small, fast stand-in.
 Equations
 ---------
 layer     a_j = sum_i f(x_i; theta_ij) + b_j, ReLU hidden, softmax-CE output (all layers functional)
-training  backprop with the revised delta rule, Adam lr 2e-3, batch 50 (spec 6b)
+training  backprop with the revised delta rule, Adam lr 2e-3, batch 50
+(FTM-2 to FTM-5, FTM-1b and FTM-12 in refnets/algorithms/functional_transfer/README.md.)
 
 Run
 ---
@@ -51,7 +52,7 @@ rough; see benchmarks/bench_ftm.py for interleaved timings):
     0.78-0.80  F15 0.796, F02 0.792, F05 0.793, F12 0.793, F14 0.791, F08 0.788,
                F09 0.783, F13 0.782, F20 0.780
     0.73-0.78  F01 0.775, F16 0.774, F18 0.765, F17 0.746, F19 0.729
-    0.54-0.57  F10 0.542, F11 0.565 (sigmoid edges: slow learners, as in the spec)
+    0.54-0.57  F10 0.542, F11 0.565 (sigmoid edges: slow learners)
 
     s/epoch (x LIN): fast path 0.9-4x (F04 the most), generic ReLU 12x,
     sigmoid/tanh/exp/sinh 19-28x, cosh/sin/cos 35-39x.
@@ -60,7 +61,7 @@ So on this image task no function beats the plain MLP by more than noise
 (the journal's "comparable to an MLP"), unlike the two spirals (tutorial 50).
 Depth (F16, 5 hidden layers of 32, 8 epochs): official init end to end 0.100
 (chance), fan-in init 0.793, layer-wise (4 epochs per stage + 8 fine-tuning)
-0.759, reproducing spec 6c (digits: collapse; layer-wise 0.92, fan-in 0.96).
+0.759.
 """
 
 # %% Imports and arguments
@@ -148,7 +149,7 @@ print(f"figure in {out_dir}  ({time.perf_counter() - t_start:.1f} s)")
 
 # %% Depth: official init vs fan-in-scaled init vs greedy layer-wise supervised training
 # With the official ranges every edge has a gain ~ w0 w1 ~ 1e-2, so the signal of a deep
-# stack vanishes and end-to-end training sits at chance (spec 6c). Two fixes: the
+# stack vanishes and end-to-end training sits at chance. Two fixes: the
 # fan-in-scaled init (w0 ~ U(+-sqrt(6/fan_in)), w1 ~ U(+-1)), or the journal's layer-wise
 # supervised training: stage k trains hidden layer k + a fresh output layer on the frozen
 # features of layers 1..k-1, then the whole net is fine-tuned.

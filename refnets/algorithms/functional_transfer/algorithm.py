@@ -1,14 +1,15 @@
 """Functional transfer neural networks (FTNN): backprop through learnable per-edge functions.
 
 Every weight w_ij of an MLP becomes a parametric scalar function
-f(x_i; theta_ij) (Cai et al. 2017/2018); a layer computes
-y = phi(F o x + b), (F o x)_j = sum_i f(x_i; theta_ij). Training is plain
-backprop with the paper's *revised delta rule* (parameter gradient
-delta_j df/dtheta) and *revised error transmission* (input gradient
-sum_j delta_j f'(x_i)); both live in
-:class:`refnets.layers.functional.dense.FunctionalDense`. This module builds the
-networks, runs the (optionally clipped) gradient step and the greedy
-layer-wise supervised training the journal version uses for deep nets.
+f(x_i; theta_ij); a layer computes y = phi(F o x + b),
+(F o x)_j = sum_i f(x_i; theta_ij) (FTM-2). Training is backprop with the
+revised delta rule (FTM-4) and the revised error transmission (FTM-5), both in
+:class:`refnets.layers.functional.dense.FunctionalDense`. This module builds
+the networks, runs the (optionally clipped) gradient step (FTM-7) and the
+greedy layer-wise supervised training (FTM-12).
+
+The derivation, the equation tags (FTM-n), the map to the authors' code and
+every deviation from the paper and that code are in this package's README.md.
 
 Symbol table
 ------------
@@ -23,57 +24,9 @@ b                         ``params['b']``              (n_out,)
 a = F o x + b             ``a`` (layer output)         (N, n_out)
 phi                       activation layer             element-wise
 delta_j = dE/da_j         ``dy`` of backward           (N, n_out)
-dE/dtheta (eq. "revised   ``grads['theta']``           (k, n_out, n_in), batch sum
-delta rule")
-dE/dx_i ("revised error   ``dx``                       (N, n_in)
-transmission")
-memory function y_ij(t)   ``MemoryFunctional``         (T, N, n_out, n_in) states
+dE/dtheta (FTM-4)         ``grads['theta']``           (k, n_out, n_in), batch sum
+dE/dx_i (FTM-5)           ``dx``                       (N, n_in)
 ========================  ===========================  ===============================
-
-Deviations
-----------
-* **F12/F13 input gradient.** The authors' code (``Matrices/F12.py``,
-  ``F13.py``, ``bprop``) sends the error down with the wrong sign (its ratio
-  to finite differences is exactly -1), so every sin/cos layer of the paper's
-  runs that was not the first layer received a flipped error signal. refnets
-  uses the true derivative (tests/layers/functional/test_dense.py keeps a
-  regression test); parameter gradients agree with the code.
-* **Clipping.** The code clips the *batch-summed* parameter gradients of its
-  functional layers to +-1000 element-wise. refnets gradients are means over
-  the batch (the loss averages), so the code's bound corresponds to 1000 / B
-  here; ``grad_clip`` (default None = exact gradient) applies an element-wise
-  bound to the mean gradient of every parameter, biases included.
-  ``info['cosine_to_backprop']`` shows how far clipping moved the step.
-* **Other per-function details** (F05's clip derivative, F08's ReLU cap at 20,
-  F10/F11's logistic clip, F07's straight-through gradient kept on purpose):
-  see :mod:`refnets.layers.functional.functions`.
-* **Optimiser.** The paper's framework (mlpractical 2015/16) ran plain SGD
-  with lr / B on a summed cost; the registry default here is Adam on the mean
-  loss (faster, fewer knobs), as in the spec's calibration runs.
-* **Output layer.** All layers are functional by default (the spec's
-  choice for the ambiguous paper); ``output='dense'`` makes the last layer an
-  ordinary ``Dense``.
-* **Layer-wise supervised training.** The journal version trains deep nets
-  "layer-wise supervised" (citing an appendix algorithm we could not read);
-  :func:`train_layerwise` implements the greedy supervised scheme of Bengio et
-  al. (2007): stage k trains hidden layer k plus a fresh output layer on the
-  frozen features of layers 1..k-1, then the whole net is fine-tuned.
-* **Memory function** (:class:`refnets.layers.MemoryFunctional`). The code
-  keeps each connection's state inside the layer object (batch 1, ``reset``
-  by re-initialising); refnets layers hold no state, so the state is passed
-  explicitly (``m0``, returned as ``cache['m_last']``; ``m0=None`` is the
-  reset), batches of sequences are allowed, and exact full BPTT is offered
-  beside the code's one-step truncated gradient. Tutorial 51 updates once per
-  chunk of 21 transitions with Adam instead of after every digit with SGD
-  (``--chunk 1 --optimizer sgd --lr 0.02`` is the code's protocol).
-* **Extensions not in the paper**: the FTM Elman RNN
-  (:class:`refnets.layers.FunctionalRNN`, BPTT through input and recurrent
-  FTMs) and functional convolution (:class:`refnets.layers.FunctionalConv2D`,
-  an FTM on im2col patches), both as the spec suggests.
-* **Default function.** The registry default is F03 (a x^2 + b x): it is among
-  the functions that reach 100% on two-spirals and among the best on the
-  image subsets (tutorials 50 and 52), and it has an exact two-matmul fast
-  path, so a ``refnets compare`` run costs about twice an MLP's.
 
 References
 ----------
@@ -97,7 +50,7 @@ from ..base import Algorithm, StepResult, backprop_gradients, check_loss_finite
 
 __all__ = ["DEFAULT_FUNCTION", "ftnn", "FunctionalTransfer", "train_layerwise", "train_ftnn"]
 
-#: The registry's default function (see Deviations).
+#: The registry's default function (README section 7, "Default function").
 DEFAULT_FUNCTION = "F03"
 
 
@@ -163,7 +116,8 @@ class FunctionalTransfer(Algorithm):
     ----------
     grad_clip : float or None
         If given, every gradient entry is clipped to [-grad_clip, grad_clip]
-        (the code's +-1000 on batch sums; see Deviations). None: exact gradient.
+        (FTM-7; the authors' code clips batch sums at +-1000, README section 6).
+        None: exact gradient.
     loss : callable
         ``loss(output, y) -> (loss, doutput)``, mean over the batch.
     """

@@ -2,6 +2,7 @@
 
 Notes
 -----
+An extension not in the paper (FTM-11 in ``refnets/algorithms/functional_transfer/README.md``).
 A convolution is a dense layer applied to every receptive field (im2col), so
 a functional transfer matrix applied to the patch matrix is a functional
 convolution::
@@ -118,7 +119,7 @@ class FunctionalConv2D(Layer):
         x = _check_nchw(x, self.c_in, where)
         kh, kw = self.kernel_size
         ho, wo = conv_output_shape(x.shape, self.kernel_size, self.stride, self.padding)
-        cols = im2col(x, kh, kw, self.stride, self.padding)      # (N*Ho*Wo, C_in*kh*kw)
+        cols = im2col(x, kh, kw, self.stride, self.padding)      # (N*Ho*Wo, C_in*kh*kw) (FTM-11)
         a, cache = self.ftm.forward(cols, self._ftm_params(p))   # (N*Ho*Wo, C_out)
         y = np.ascontiguousarray(a.reshape(x.shape[0], ho, wo, self.c_out).transpose(0, 3, 1, 2))
         return y, {"ftm": cache, "x_shape": x.shape, "y_shape": y.shape}
@@ -135,5 +136,5 @@ class FunctionalConv2D(Layer):
         da = dy.transpose(0, 2, 3, 1).reshape(-1, self.c_out)    # rows in (n, i, j) order
         dcols, g = self.ftm.backward(da, cache["ftm"])
         kh, kw = self.kernel_size
-        dx = col2im(dcols, cache["x_shape"], kh, kw, self.stride, self.padding)
+        dx = col2im(dcols, cache["x_shape"], kh, kw, self.stride, self.padding)   # (FTM-11)
         return dx, {"theta": g["theta"].reshape(self.params["theta"].shape), "b": g["b"]}

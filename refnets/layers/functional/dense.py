@@ -1,52 +1,37 @@
 """Functional transfer matrix layer: a learnable scalar function on every connection.
 
-Notes
------
-Forward (the paper's "transfer computation", y = phi(F o x + b); the
-activation phi is a separate layer, as everywhere in refnets)::
+a_j = sum_i f(x_i; theta_ij, s_ij) + b_j (FTM-2); the activation phi is a
+separate layer. Backward is the revised delta rule (FTM-4) and the revised
+error transmission (FTM-5): the input gradient goes through the per-sample
+Jacobian J_nij = f'(x_ni) instead of the constant W^T of a Dense layer. The
+derivations, including the fast path's (FTM-6), are in
+``refnets/algorithms/functional_transfer/README.md``.
 
-    a_j = sum_i f(x_i; theta_ij, s_ij) + b_j        x : (N, n_in), a : (N, n_out)
+Symbol table
+------------
+==========================  ==========================  ==========================
+paper symbol                code name                   shape
+==========================  ==========================  ==========================
+x                           ``x``                       (N, n_in)
+theta_ij (k per edge)       ``params['theta']``         (k, n_out, n_in)
+Sgn(U), fixed signs s_ij    ``signs``                   (n_out, n_in) or None
+b                           ``params['b']``             (n_out,)
+a = F o x + b               ``a``                       (N, n_out)
+delta = dE/da               ``dy``                      (N, n_out)
+C_p (fast path)             ``fn.coefficients(...)[p]``  (n_out, n_in)
+G_p = delta^T x^p           ``G[p]``                    (n_out, n_in)
+==========================  ==========================  ==========================
 
-with theta of shape (k, n_out, n_in) (k parameters per connection, laid out
-like Dense's W so that the linear function f = w x gives a Dense layer with
-W = theta[0]) and fixed signs s of shape (n_out, n_in) for the functions that
-have them (see :mod:`refnets.layers.functional.functions`).
+Two paths compute the same thing:
 
-Backward, with delta_j = dL/da_j per sample (the revised delta rule and the
-revised error transmission of the paper)::
-
-    dL/dtheta_qij = sum_n delta_nj * df/dtheta_q (x_ni; theta_ij)     (summed over the batch)
-    dL/db_j       = sum_n delta_nj
-    dL/dx_ni      = sum_j delta_nj * df/dx (x_ni; theta_ij)
-
-The input gradient goes through the per-sample Jacobian J_nij = f'(x_ni)
-instead of the constant W^T of a Dense layer.
-
-**Generic path** (every function): broadcast x[:, None, :] against theta into
-(N, n_out, n_in) tensors. To bound memory the batch (and, for very wide
-layers, the output units) is processed in blocks of at most ``max_elements``
-connection-samples; nothing of size (N, n_out, n_in) is cached -- backward
-recomputes the derivatives block by block from the cached x. Every temporary
-array therefore holds at most ``max_elements`` float64 numbers (2 MiB at the
-default 2**18), and at most ``MEMORY_BLOCKS`` = 10 of them are alive at once
-(f, its k parameter derivatives, f' and intermediates such as z, sin z,
-cos z), so the extra memory of a forward or backward call stays below
-10 * 8 * max_elements bytes (20 MiB at the default) plus the outputs,
-whatever the batch size (tests/layers/functional/test_dense.py measures the peak
-with ``tracemalloc`` for every function). Time is O(N n_out n_in)
-elementwise work; blocks of ~2**17-2**18 elements were the fastest in
-benchmarks/bench_ftm.py (they stay in cache).
-
-**Fast path** (LIN, F01-F04, F06, F07, F17-F20): f is a polynomial in x whose
-coefficients C_p (n_out, n_in) depend on theta only, f = sum_p C_p x^p, so::
-
-    a      = sum_{p>=1} x^p @ C_p.T  +  C_0.sum(axis=1)  + b
-    G_p    = delta.T @ x^p           (G_0 = delta summed over the batch, as a column)
-    dtheta_q = sum_p G_p * dC_p/dtheta_q
-    dx     = sum_{p>=1} p x^(p-1) * (delta @ C_p)
-
-(x^p elementwise). This is exact, needs one or a few matmuls, and caches
-only x. ``path='auto'`` uses it whenever the function has one.
+* **generic** (every function): x[:, None, :] broadcast against theta into
+  (N, n_out, n_in) blocks of at most ``max_elements`` connection-samples;
+  nothing of that size is cached, backward recomputes the derivatives block by
+  block from the cached x, so a call needs at most ``MEMORY_BLOCKS`` block-sized
+  temporaries whatever the batch size;
+* **fast** (LIN, F01-F04, F06, F07, F17-F20): f = sum_p C_p x^p, so the layer
+  is a few matmuls (FTM-6a to FTM-6c). ``path='auto'`` uses it whenever the
+  function has one.
 
 References
 ----------
@@ -108,7 +93,7 @@ def _powers(x, max_power):
 
 
 def draw_signs(shape, rng):
-    """Fixed random signs +-1 with probability 1/2 each (the code's ``Sgn(U)``)."""
+    """Fixed random signs +-1 with probability 1/2 each (the code's ``Sgn(U)``; FTM-1c)."""
     return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
 
 
@@ -131,7 +116,7 @@ class FunctionalDense(Layer):
     max_elements : int
         Block size of the generic path: no temporary array holds more than
         this many float64 values; the extra memory of a call stays below
-        ``MEMORY_BLOCKS * 8 * max_elements`` bytes (see the module notes).
+        ``MEMORY_BLOCKS * 8 * max_elements`` bytes (README section 7).
     bias : bool
         Include b (default True).
 
@@ -226,14 +211,14 @@ class FunctionalDense(Layer):
             a = np.zeros((x2.shape[0], self.n_out))
             for power, Cp in C.items():
                 if power == 0:
-                    a += Cp.sum(axis=1)                        # sum_i C_0,ji (x-independent)
+                    a += Cp.sum(axis=1)                        # sum_i C_0,ji (FTM-6a)
                 else:
-                    a += xp[power] @ Cp.T                      # x^p @ C_p^T
+                    a += xp[power] @ Cp.T                      # x^p @ C_p^T (FTM-6a)
         else:
             a = np.empty((x2.shape[0], self.n_out))
             for rows, outs in self._blocks(x2.shape[0]):
                 f = fn.value(x2[rows, None, :], theta[:, outs], self._sign_block(s, outs))
-                a[rows, outs] = f.sum(axis=2)                  # sum over inputs i
+                a[rows, outs] = f.sum(axis=2)                  # sum over inputs i (FTM-2)
         if self.bias:
             a += p["b"]
         cache = {"x": x2, "x_shape": x.shape, "theta": theta, "signs": s, "path": self.path,
@@ -264,14 +249,14 @@ class FunctionalDense(Layer):
             dx, dtheta = self._backward_generic(delta, x, theta, s)
         grads = {"theta": dtheta}
         if self.bias:
-            grads["b"] = delta.sum(axis=0)
+            grads["b"] = delta.sum(axis=0)                      # dE/db (FTM-4)
         return dx.reshape(cache["x_shape"]), grads
 
     def _backward_fast(self, delta, x, theta, s):
         fn = self.function
         C = fn.coefficients(theta, s)
         xp = _powers(x, max(C))
-        G = {}                                                  # G_p = delta^T x^p
+        G = {}                                                  # G_p = delta^T x^p (FTM-6b)
         for power in C:
             if power == 0:
                 G[0] = delta.sum(axis=0)[:, None]
@@ -279,13 +264,13 @@ class FunctionalDense(Layer):
                 G[power] = delta.T @ xp[power]
         dtheta = np.zeros_like(theta)
         for (power, q), dC in fn.coefficient_grads(theta, s).items():
-            dtheta[q] += G[power] * dC                          # chain rule through C_p
+            dtheta[q] += G[power] * dC                          # chain rule through C_p (FTM-6b)
         dx = np.zeros_like(x)
         for power, Cp in C.items():
             if power == 1:
                 dx += delta @ Cp
             elif power > 1:
-                dx += power * xp[power - 1] * (delta @ Cp)       # p x^(p-1) (delta C_p)
+                dx += power * xp[power - 1] * (delta @ Cp)       # p x^(p-1) (delta C_p) (FTM-6c)
         return dx, dtheta
 
     def _backward_generic(self, delta, x, theta, s):
@@ -297,8 +282,8 @@ class FunctionalDense(Layer):
             dfdtheta, dfdx = fn.derivatives(xb, theta[:, outs], self._sign_block(s, outs))
             shape = (xb.shape[0], db.shape[1], self.n_in)
             for q, d in enumerate(dfdtheta):
-                # dL/dtheta_q,ji += sum_n delta_nj df/dtheta_q(x_ni)   (revised delta rule)
+                # dL/dtheta_q,ji += sum_n delta_nj df/dtheta_q(x_ni)   (FTM-4)
                 dtheta[q, outs] += np.einsum("no,noi->oi", db, np.broadcast_to(d, shape))
-            # dL/dx_ni += sum_j delta_nj f'_ji(x_ni)                (revised error transmission)
+            # dL/dx_ni += sum_j delta_nj f'_ji(x_ni)                (FTM-5)
             dx[rows] += np.einsum("no,noi->ni", db, np.broadcast_to(dfdx, shape))
         return dx, dtheta

@@ -38,34 +38,13 @@ The generic ``value``/``derivatives`` and the fast-path coefficients are
 written independently from the formula, so the test "generic path == fast
 path" compares two derivations, not one code path with itself.
 
-Initialisation
---------------
-``official``: U(-0.1, 0.1) for every parameter (the code's ``irange = 0.1``)
-except F05 b ~ U(-4, -2), F06/F07 w ~ U(0, 0.2) and F12/F13 w1, w2 ~
-U(-10, 10). With these ranges the per-edge gain is ~1e-2 (F02: 1e-3), so deep
-stacks vanish (spec section 6c).
-
-``fan_in``: a = sqrt(6 / n_in) (He-uniform bound). Parameters that scale an
-edge's output (LIN w, F03/F04 coefficients, F05 a, F06/F07 w, F08 a, w0 of
-F09-F16) get U(-a, a) (F06/F07: U(0, a)); squared or cubed gains take the
-matching root (F01 and F17/F18 w, F19/F20 w0: U(+-a^(1/2)); F02 w: U(+-a^(1/3))),
-so that the gain itself is of size a; the inner slope w1 of F09/F11/F14/F15/F16
-gets U(-1, 1); F10's slope is U(+-4a) (sigma' <= 1/4); offsets, F05's b and
-the F12/F13 frequencies and phases keep their official ranges.
-
-Deviations from the authors' code (all documented per class)
-------------------------------------------------------------
-* F12/F13: the code passes the input gradient down with the wrong sign; here
-  df/dx is the true derivative (verified by finite differences).
-* F05: the code clips b x to [-30, 30] and keeps the unclipped derivative
-  formula; here the clip is kept and its derivative is exact (0 outside).
-* F08: the code's ReLU is capped at 20 (clip(z, 0, 20)) with an uncapped
-  derivative; here it is the plain ReLU, as in the paper's formula.
-* F10/F11: the code clips the logistic's argument at +-30; here a stable
-  logistic (scipy's ``expit``) needs no clip.
-* F07 keeps the code's straight-through gradient s * x (the gate 1[w > 0]
-  is dropped), a documented surrogate rather than the true gradient.
-* F17: the code draws a sign matrix it never uses; none is drawn here.
+Initialisation (FTM-1a, FTM-1b)
+-------------------------------
+``official``: the authors' uniform ranges, ``official_ranges`` of each class;
+``fan_in``: gains scaled by r = sqrt(6 / n_in), ``fan_in_ranges`` of each
+class. The formulas with their derivatives (FTM-3) and every place where a
+function differs from the authors' code (F05, F07, F08, F10-F13, F17) are in
+``refnets/algorithms/functional_transfer/README.md``, sections 3 and 7.
 
 References
 ----------
@@ -141,7 +120,7 @@ class FunctionType:
         return self.official_ranges
 
     def init(self, n_out, n_in, rng, scheme="official"):
-        """Draw theta of shape (k, n_out, n_in), each theta[q] ~ U(range_q).
+        """Draw theta of shape (k, n_out, n_in), each theta[q] ~ U(range_q) (FTM-1a, FTM-1b).
 
         Parameters
         ----------
@@ -436,7 +415,7 @@ class F19(FunctionType):
 
     def coefficients(self, theta, s):
         w0, w1 = theta
-        A = self._sign(s) * w0 ** 2
+        A = self._sign(s) * w0 ** 2                             # (FTM-6d)
         return {2: A, 1: 2.0 * A * w1, 0: A * w1 ** 2}
 
     def coefficient_grads(self, theta, s):

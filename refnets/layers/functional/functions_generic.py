@@ -2,11 +2,11 @@
 
 These functions are not polynomials in their input, so a layer of them has no
 matmul form: :class:`~refnets.layers.functional.dense.FunctionalDense` evaluates
-them on every connection of every sample (the chunked generic path). The
-notation, the interface of :class:`~refnets.layers.functional.functions.FunctionType`,
-the initialisation schemes and the list of deviations from the authors' code
-are in :mod:`refnets.layers.functional.functions`; the polynomial family (LIN,
-F01-F04, F06, F07, F17-F20) is there too.
+them on every connection of every sample (the blocked generic path). The
+notation and the interface of :class:`~refnets.layers.functional.functions.FunctionType`
+are in :mod:`refnets.layers.functional.functions`; the formulas and derivatives
+(FTM-3) and the differences from the authors' code are in
+``refnets/algorithms/functional_transfer/README.md``, sections 3 and 7.
 
 References
 ----------

@@ -1,39 +1,37 @@
 """Recurrent functional transfer matrices: the per-connection memory function and an FTM Elman RNN.
 
-Memory function (the authors' ``Memory-Blocks/memoryblock.py``)
----------------------------------------------------------------
-Every connection (i -> j) keeps its own state m_ij, its previous output::
+Memory function (FTM-8, the authors' ``Memory-Blocks/memoryblock.py``): every
+connection (i -> j) keeps its own state m_ij, its previous output::
 
     y_ij(t) = tanh(alpha_ij x_i(t) + rho_ij m_ij(t-1) + c_ij),    m_ij(t) = y_ij(t)
     a_j(t)  = sum_i y_ij(t) + b_j
 
-(no outer amplitude: each connection contributes a value in (-1, 1)). It is a
-one-dimensional IndRNN-like cell on every *edge*, not on the neuron.
-Sequences are time-major, x (T, N, n_in) -> a (T, N, n_out); the states are
-(T, N, n_out, n_in). With g_t = dL/d(pre-activation of y_t)::
+a one-dimensional IndRNN-like cell on every *edge*, not on the neuron. Its
+gradient is the authors' one-step truncated one (FTM-9a, states held fixed) or
+full BPTT (FTM-9b), both followed by the sums FTM-9c.
 
-    truncated (the authors' code, default):  m(t-1) treated as a constant
-        g_t = delta_t[:, :, None] * (1 - y_t^2)
-    full BPTT:  e_t = dL/dy_t = delta_t[:, :, None] + rho * g_{t+1},   g_t = e_t * (1 - y_t^2)
-    then, for both:
-        dL/dalpha = sum_{t,n} g_t x_t,   dL/drho = sum g_t m(t-1),   dL/dc = sum g_t
-        dL/dx_i(t) = sum_j g_t,ji alpha_ji,   dL/db = sum_{t,n} delta_t,   dL/dm(0) = rho g_1 (BPTT)
+FTM Elman RNN (FTM-10, not in the paper): h_t = tanh(F_x o x_t + F_h o h_{t-1} + b)
+with :class:`~refnets.layers.functional.dense.FunctionalDense` matrices (no bias)
+and full BPTT. With f = LIN it is exactly :class:`~refnets.layers.recurrent.RNN`.
 
-Both are exact: truncated is the exact gradient of sum_t L_t with every
-m(t-1) held fixed (equal to the true gradient when T = 1); BPTT is the exact
-gradient through the whole sequence. Since dy_t/dm(t-1) = rho (1 - y_t^2) is
-element-wise, BPTT costs no matmul.
+The derivations are in ``refnets/algorithms/functional_transfer/README.md``.
 
-FTM Elman RNN
--------------
-An Elman RNN whose input and recurrent matrices are functional transfer
-matrices (:class:`~refnets.layers.functional.dense.FunctionalDense` without bias)::
-
-    h_t = tanh(F_x o x_t + F_h o h_{t-1} + b)
-
-with full BPTT, each step using the revised delta rule / error transmission
-of the recurrent FTM (the per-sample Jacobian f'_h(h_{t-1}) replaces W_h^T).
-With f = LIN it is exactly :class:`~refnets.layers.recurrent.RNN`.
+Symbol table
+------------
+==========================  ==========================  ==============================
+paper symbol                code name                   shape
+==========================  ==========================  ==============================
+x(t), input sequence        ``x``                       (T, N, n_in), time-major
+alpha, rho, c               ``params['theta'][0..2]``   (3, n_out, n_in)
+b                           ``params['b']``             (n_out,)
+y_ij(t) = m_ij(t)           ``cache['ys']``             (T, N, n_out, n_in)
+m_ij(0)                     ``m0``                      (N, n_out, n_in)
+a_j(t)                      ``a``                       (T, N, n_out)
+g_t = dE/du_t (FTM-9)       ``g``                       (T, N, n_out, n_in)
+F_x, F_h (FTM-10)           ``params['theta_x']``,      (k, H, n_in), (k_h, H, H)
+                            ``params['theta_h']``
+h_t                         ``hs``                      (T, N, H)
+==========================  ==========================  ==============================
 
 References
 ----------
@@ -149,8 +147,8 @@ class MemoryFunctional(Layer):
         ys = np.empty((T,) + shape)
         m = m0
         for t in range(T):
-            m = ys[t] = self.cell(x[t], m, theta)              # m_ij(t) = y_ij(t)
-        a = ys.sum(axis=3) + p["b"]                             # a_j(t) = sum_i y_ij(t) + b_j
+            m = ys[t] = self.cell(x[t], m, theta)              # m_ij(t) = y_ij(t) (FTM-8)
+        a = ys.sum(axis=3) + p["b"]                             # a_j(t) = sum_i y_ij(t) + b_j (FTM-8)
         return a, {"x": x, "m0": m0, "ys": ys, "m_last": ys[-1], "theta": theta,
                    "gradient": self.gradient}
 
@@ -172,17 +170,17 @@ class MemoryFunctional(Layer):
         alpha, rho, _ = theta
         dtanh = 1.0 - ys * ys                                   # (1 - y_t^2), all t
         if cache["gradient"] == "truncated":
-            g = da[..., None] * dtanh                           # m(t-1) held fixed
+            g = da[..., None] * dtanh                           # m(t-1) held fixed (FTM-9a)
             dm0 = np.zeros_like(cache["m0"])
         else:
             g = np.empty_like(ys)
             carry = np.zeros_like(ys[0])                        # rho * g_{t+1}; none after T
             for t in range(T - 1, -1, -1):
-                g[t] = (da[t][..., None] + carry) * dtanh[t]    # e_t (1 - y_t^2)
+                g[t] = (da[t][..., None] + carry) * dtanh[t]    # e_t (1 - y_t^2) (FTM-9b)
                 carry = rho * g[t]
             dm0 = carry
         m_prev = np.concatenate([cache["m0"][None], ys[:-1]], axis=0)   # m(t-1) for every t
-        grads = {"theta": np.stack([np.einsum("tnoi,tni->oi", g, x),    # dL/dalpha
+        grads = {"theta": np.stack([np.einsum("tnoi,tni->oi", g, x),    # dL/dalpha (FTM-9c)
                                     np.einsum("tnoi,tnoi->oi", g, m_prev),   # dL/drho
                                     g.sum(axis=(0, 1))]),               # dL/dc
                  "b": da.sum(axis=(0, 1))}
@@ -267,7 +265,7 @@ class FunctionalRNN(Layer):
         caches_h = []
         for t in range(T):
             ah, cache_h = self.recurrent_ftm.forward(h, {"theta": p["theta_h"]})
-            # h_t = tanh(F_x o x_t + F_h o h_{t-1} + b)
+            # h_t = tanh(F_x o x_t + F_h o h_{t-1} + b) (FTM-10)
             h = hs[t] = np.tanh(ax[t] + ah + p["b"])
             caches_h.append(cache_h)
         return hs, {"cache_x": cache_x, "caches_h": caches_h, "h0": h0, "hs": hs}
@@ -292,7 +290,7 @@ class FunctionalRNN(Layer):
         dh_prev = np.zeros_like(hs[0])                          # dL/dh_t via step t+1
         for t in range(T - 1, -1, -1):
             da[t] = (dhs[t] + dh_prev) * (1.0 - hs[t] ** 2)
-            # revised error transmission through F_h: dL/dh_{t-1} = sum_j da_j f_h'(h_{t-1})
+            # error transmission through F_h (FTM-5): dL/dh_{t-1} = sum_j da_j f_h'(h_{t-1})
             dh_prev, g = self.recurrent_ftm.backward(da[t], cache["caches_h"][t])
             dtheta_h = dtheta_h + g["theta"]
         dx, gx = self.input_ftm.backward(da, cache["cache_x"])

@@ -170,8 +170,8 @@ def test_registered_as_ftm():
 
 
 @pytest.mark.slow
-def test_spirals_reproduction_spec_6a():
-    """Spec 6a acceptance: 2-20-2, full-batch Adam 0.01, 3000 epochs, spirals in [-1, 1]:
+def test_spirals_reproduction():
+    """README section 8 (tutorial 50): 2-20-2, full-batch Adam 0.01, 3000 epochs, spirals in [-1, 1]:
     F03, F12 and F19 reach 100% train accuracy, the same-size tanh MLP (LIN) stays < 0.7."""
     d = two_spirals()
     x = d.x_train / np.abs(d.x_train).max()
@@ -189,8 +189,8 @@ def test_spirals_reproduction_spec_6a():
 
 
 @pytest.mark.slow
-def test_pi_memorisation_spec_6d(tmp_path):
-    """Spec 6d acceptance via tutorial 51 (400 digits): with per-edge memory the recall
+def test_pi_memorisation(tmp_path):
+    """README section 8 via tutorial 51 (400 digits): with per-edge memory the recall
     reaches >= 0.9 (full BPTT per chunk, 500 passes); without recurrence it stays < 0.25."""
     import json
     import os
@@ -210,8 +210,8 @@ def test_pi_memorisation_spec_6d(tmp_path):
 
 
 @pytest.mark.slow
-def test_depth_needs_fan_in_init_or_layerwise_training_spec_6c():
-    """Spec 6c: with the official init a 5-hidden-layer F16 net does not train end to end
+def test_depth_needs_fan_in_init_or_layerwise_training():
+    """README section 8 (depth): with the official init a 5-hidden-layer F16 net does not train end to end
     (chance), while the fan-in-scaled init or greedy layer-wise training make it learn."""
     d = load_fashion_mnist_small(n_train=2000, n_test=500, rng=np.random.default_rng(0))
 
