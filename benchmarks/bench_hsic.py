@@ -1,6 +1,6 @@
 """Time one HSIC-bottleneck step against one backprop step on the same net, over batch sizes.
 
-Net: the authors' dense ``ModelLinear`` (spec 2.7): blocks Linear -> BatchNorm
+Net: the authors' dense ``ModelLinear``: blocks Linear -> BatchNorm
 (affine=False) -> ReLU, 784 -> width x (n_middle + 1) -> 10; default width 256
 and 5 middle blocks (7 blocks). Backprop trains the same net plus a linear
 head with softmax cross-entropy; both steps include the SGD update.

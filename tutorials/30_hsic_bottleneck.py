@@ -24,18 +24,20 @@ Paper
 -----
 W.-D. K. Ma, J. P. Lewis, W. B. Kleijn, "The HSIC Bottleneck: Deep Learning
 without Back-Propagation", AAAI 2020, arXiv:1908.01580; official code
-github.com/choasma/HSIC-bottleneck. Implementation: refnets.algorithms.hsic.algorithm
-(algorithm), hsic_kernels (estimators and gradients), hsic_metrics, hsic_format.
+github.com/choasma/HSIC-bottleneck. Implementation: the package refnets.algorithms.hsic
+(algorithm.py, kernels.py for the estimators and gradients, metrics.py, format.py);
+its README.md has the derivation, the equation tags HSIC-n used below and the
+deviations from the paper and the authors' code.
 
 Equations
 ---------
-kernel        K_ij = exp(-||z_i - z_j||^2 / (2 sigma^2 d)),  d = columns of Z (authors' code)
-nHSIC         R_A = K_A H (K_A H + eps m I)^-1,  nHSIC(A, B) = tr(R_A R_B),  eps = 1e-5
-block k       J_k = nHSIC(Z_k, X) - beta nHSIC(Z_k, Y),   X = pixels, Y = one-hot
-gradient      G = dJ_k/dK = eps m (H M (R_X - beta R_Y) M)^T,  M = (K H + eps m I)^-1
-              dJ_k/dZ = -(2/s) (Diag(P 1) - P) Z,  P = (G + G^T) o K,  s = 2 sigma^2 d
+kernel        K_ij = exp(-||z_i - z_j||^2 / (2 sigma^2 d)),  d = columns of Z    (HSIC-1)
+nHSIC         R_A = K_A H (K_A H + eps m I)^-1,  nHSIC(A, B) = tr(R_A R_B)      (HSIC-3, 4)
+block k       J_k = nHSIC(Z_k, X) - beta nHSIC(Z_k, Y),   X = pixels, Y = one-hot   (HSIC-5)
+gradient      G = dJ_k/dK = eps m (H M (R_X - beta R_Y) M)^T,  M = (K H + eps m I)^-1  (HSIC-6)
+              dJ_k/dZ = -(2/s) (Diag(P 1) - P) Z,  P = (G + G^T) o K,  s = 2 sigma^2 d  (HSIC-7)
 update        theta_k <- theta_k - lr (dJ_k/dtheta_k + wd theta_k), block by block,
-              block k+1 sees block k's update (the authors' sequential loop)
+              block k+1 sees block k's update (the authors' sequential loop)  (HSIC-9)
 
 Run
 ---
@@ -59,19 +61,18 @@ sigma 6, beta 1000, lr 1e-3, wd 1e-3, m = 256, unshuffled, test accuracy:
   backprop 41 s (benchmarks/bench_hsic.py: ~3.3x per step at m = 256).
   sigma-combined (10240 images, width 128, output 64, 1 HSIC pass, 2 format
   epochs): sigma 1 0.722, sigma 5 0.810, sigma 10 0.808, combined 0.811.
-Authors' numbers (spec section 3, read from their Fig. 4: width 1024, 5 epochs):
+The paper's numbers (read from its Fig. 4: width 1024, 5 epochs):
   unformatted HSIC 83.8 / 85.7 / 86.1 / 86.4 / 86.5 % after epochs 1-5,
-  backprop 84.0 / 87.0 / 87.7 / 87.9 / 87.4 %. The spec's NumPy prototype:
-  84.4 % at width 256 after 1 epoch (here 84.4 % greedy, the same metric).
-  Fig. 6b (MNIST, 5 epochs): sigma 1/5/10/combined 69.6 / 93.5 / 93.2 / 93.6 %:
-  the same ordering (sigma 1 worst, combined ~ best single) as measured here.
+  backprop 84.0 / 87.0 / 87.7 / 87.9 / 87.4 %.
+  The paper's Fig. 6b (MNIST, 5 epochs): sigma 1/5/10/combined 69.6 / 93.5 / 93.2 /
+  93.6 %: the same ordering (sigma 1 worst, combined ~ best single) as measured here.
 --quick (embedded 5000/1000 subset, width 64, 4 blocks, 1 pass of 20 steps,
 ~7 s CPU): greedy 0.686, Hungarian 0.772, train-fitted 0.725 (running BN) /
 0.768 (calibrated), probe 0.795, format layer 0.779, backprop 0.651,
 sigma-combined 0.505 (2560 images, too few steps: a smoke run).
 The authors' greedy metric is self-fitted on the test set (and uses each test
 batch's BN statistics); on the quick run it trails the Hungarian assignment
-because two classes compete for one unit (spec section 4, "failure mode").
+because two classes compete for one unit.
 """
 
 # %% Imports and arguments

@@ -1,8 +1,9 @@
 """After HSIC training: the format layer and the sigma-combined network.
 
-Format layer (paper section "format training"; authors' ``engine.py::training_format``,
-issue #8): the HSIC-trained net is frozen and a single linear output layer is
-trained with SGD and cross-entropy on its features::
+Format layer (HSIC-14; paper: format training; authors'
+``core/engine.py::training_format``): the HSIC-trained net is frozen and a
+single linear output layer is trained with SGD and cross-entropy on its
+features::
 
     logits = f(x) W^T + b,   f = frozen HSIC net (batch norm in evaluation mode),
     only (W, b) are updated; no gradient reaches the HSIC net.
@@ -10,25 +11,17 @@ trained with SGD and cross-entropy on its features::
 :class:`HSICFormat` is an ordinary :class:`~refnets.algorithms.base.Algorithm`
 whose ``model`` is the output layer alone, so the usual training loop trains it.
 
-Sigma-combined network (Fig. 6b; authors' ``ModelEnsembleComb``): several HSIC
-nets with different kernel widths sigma (1, 5, 10) are trained independently on
-the same batches, frozen, and their outputs combined -- averaged in the
-authors' code (``combine='mean'``), or concatenated (``combine='concat'``, as
-the issue describes it) -- then normalised by a batch norm with batch
+Sigma-combined network (HSIC-15; paper Fig. 6b; authors' ``ModelEnsembleComb``):
+several HSIC nets with different kernel widths sigma (1, 5, 10) are trained
+independently on the same batches, frozen, and their outputs combined --
+averaged in the authors' code (``combine='mean'``), or concatenated
+(``combine='concat'``) -- then normalised by a batch norm with batch
 statistics and formatted by one linear layer. :class:`HSICSigmaCombined`
 trains the members; :func:`combined_format_setup` builds the format stage.
 
-Deviations
-----------
-* The authors' format stage puts the frozen net in ``.eval()`` mode (running
-  BN statistics, accumulated during HSIC training); so does
-  :func:`format_setup` by default (``bn='running'``).
-* The authors' combined net re-creates its normalising BatchNorm1d at every
-  forward pass (hence batch statistics even at test time); here it is one
-  non-affine :class:`~refnets.layers.normalization.BatchNorm` in training
-  mode, which computes exactly that.
-* Format optimiser: plain SGD with weight decay 1e-3 (authors') by default;
-  the sigma-combined format uses momentum 0.9 and weight decay 1e-4 (authors').
+Where this differs from the authors' format stage and combined net (their
+per-forward BatchNorm1d, their optimisers) is listed in this package's
+README.md, section 7.
 """
 
 from __future__ import annotations

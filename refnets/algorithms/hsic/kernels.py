@@ -26,59 +26,17 @@ G = df/dK              ``*_grad_kernel(...)``      (m, m)
 df/dZ                  ``gaussian_kernel_backward``  (m, d)
 =====================  ==========================  ==========================
 
-Estimators (spec section 1.1)
------------------------------
-* Biased HSIC (Gretton et al. 2005, the estimator the paper presents, its
-  eq. 2 with the (m-1)^-2 normaliser)::
-
-      HSIC_b(K, L) = tr(K H L H) / (m-1)^2
-                   = [sum_ij K_ij L_ij - (2/m) sum_i (K1)_i (L1)_i
-                      + (1^T K 1)(1^T L 1) / m^2] / (m-1)^2      (double-sum form)
-
-  The authors' ``hsic_regular`` is tr(KHLH)/m^2 = ((m-1)/m)^2 HSIC_b.
-* Unbiased HSIC (Song et al. 2012, eq. 5), K~, L~ = K, L with zero diagonal::
-
-      HSIC_u = [tr(K~ L~) + (1^T K~ 1)(1^T L~ 1)/((m-1)(m-2))
-                - (2/(m-2)) 1^T K~ L~ 1] / (m (m-3))
-
-* CKA, the authors' ``hsic_normalized``:
-  hsic_regular(K, L) / sqrt(hsic_regular(K, K) hsic_regular(L, L)).
-* nHSIC, what the authors' code trains (``hsic_normalized_cca``; the
-  normalised cross-covariance operator NOCCO of Fukumizu et al. 2008)::
-
-      R_K = K H (K H + eps m I)^-1,   nHSIC(K, L) = tr(R_K R_L),   eps = 1e-5
-
-  with m the *current* batch size. Right-only centring KH (as coded) gives the
-  same value as two-sided HKH (tested).
-
-Gradients (spec section 2.3)
-----------------------------
-For a scalar f(K) with G = df/dK, through the Gaussian kernel
-K_ij = exp(-||z_i - z_j||^2 / s)::
-
-    df/dZ = -(2/s) (Diag(P 1) - P) Z,     P = (G + G^T) o K
-
-i.e. the graph Laplacian of the weights P applied to Z
-(:func:`gaussian_kernel_backward`). Kernel-level gradients G:
-
-* HSIC_b:  G = H L^T H / (m-1)^2;
-* nHSIC:   with C = K H, M = (C + eps m I)^-1, R_K = C M = I - eps m M,
-  dR_K = eps m M dC M, so for f = tr(R_K T) (T = R_L, or R_X - beta R_Y for
-  the training objective)  G = eps m (H M T M)^T  (:func:`nhsic_grad_kernel`);
-* HSIC_u and CKA: see their functions.
-
-Every gradient is finite-difference checked (tests/algorithms/hsic/test_kernels.py
-and ``refnets gradcheck``).
-
-Deviations
-----------
-* float64 throughout and ``np.linalg.solve`` instead of ``torch.inverse``; the
-  authors' ``kernelmat`` casts every kernel to float32, which costs up to ~1% in
-  nHSIC values and much more in gradients (spec section 2.4).
-* ``sq_distances`` clips tiny negative round-off to 0 and sets the diagonal to
-  exactly 0; the authors take the absolute value (same result up to round-off).
-* The authors' median-heuristic ``sigma_estimation`` (used only when sigma is
-  falsy, and dimensionally wrong) is not implemented: sigma must be given.
+Tags: kernel (HSIC-1), centring (HSIC-2), NOCCO projection and nHSIC
+(HSIC-3, HSIC-4), the training objective's kernel gradient (HSIC-6) and its
+chain through the Gaussian kernel (HSIC-7); the estimators that are not
+trained, biased HSIC, the authors' ``hsic_regular``, unbiased HSIC and CKA,
+with their gradients (HSIC-16..19), and the linear kernel (HSIC-20). Each
+function's docstring states its formula; the short derivations, the map to
+the authors' functions and the deviations (float64 and ``np.linalg.solve``
+instead of their float32 kernels and ``torch.inverse``; no median-heuristic
+sigma) are in this package's README.md. Every gradient is finite-difference
+checked (``tests/algorithms/hsic/test_kernels.py``, ``refnets gradcheck
+--select hsic``).
 
 References
 ----------
@@ -143,7 +101,7 @@ def _positive(value, name, where):
 # kernels
 # ----------------------------------------------------------------------------
 def sq_distances(Z):
-    """Squared Euclidean distances between the rows of ``Z``.
+    """Squared Euclidean distances between the rows of ``Z`` (D in HSIC-1).
 
     Parameters
     ----------
@@ -181,7 +139,7 @@ def kernel_scale(sigma, d, scale_by_dim=True):
 
 
 def gaussian_kernel(Z, sigma, scale_by_dim=True):
-    """Gaussian kernel matrix K_ij = exp(-||z_i - z_j||^2 / s) (not centred).
+    """Gaussian kernel matrix K_ij = exp(-||z_i - z_j||^2 / s) (not centred; HSIC-1).
 
     Parameters
     ----------
@@ -227,7 +185,7 @@ def gaussian_kernel_backward(G, K, Z, s):
     dK_ij = -(K_ij / s) dD_ij and dD_ij = 2 (z_i - z_j).(dz_i - dz_j), so
     df/dz_i = -(2/s) sum_j P_ij (z_i - z_j) with P = (G + G^T) o K::
 
-        df/dZ = -(2/s) (Diag(P 1) - P) Z          (spec section 2.3)
+        df/dZ = -(2/s) (Diag(P 1) - P) Z          (HSIC-7)
 
     The Laplacian annihilates constant columns, (Diag(P1) - P) 1 = 0, so Z is
     replaced by its column-centred copy: same value, less cancellation, and an
@@ -239,13 +197,13 @@ def gaussian_kernel_backward(G, K, Z, s):
     K = _kernel(K, where, "K", m)
     G = _kernel(G, where, "G", m)
     s = _positive(s, "s", where)
-    P = (G + G.T) * K
+    P = (G + G.T) * K                                       # (HSIC-7)
     Zc = Z - Z.mean(axis=0)
     return -(2.0 / s) * (P.sum(axis=1)[:, None] * Zc - P @ Zc)
 
 
 def linear_kernel(Z):
-    """Linear kernel K = Z Z^T.
+    """Linear kernel K = Z Z^T (HSIC-20).
 
     Parameters
     ----------
@@ -267,14 +225,14 @@ def linear_kernel_backward(G, Z):
 
 
 def centering_matrix(m):
-    """H = I_m - 11^T / m, shape (m, m)."""
+    """H = I_m - 11^T / m, shape (m, m) (HSIC-2)."""
     if not isinstance(m, (int, np.integer)) or m < 1:
         raise ValueError(f"centering_matrix: m must be a positive int, got {m!r}")
     return np.eye(m) - np.full((m, m), 1.0 / m)
 
 
 def center(K, two_sided=False):
-    """Centre a kernel matrix: K H (authors' ``kernelmat``) or H K H.
+    """Centre a kernel matrix: K H (authors' ``kernelmat``) or H K H (HSIC-2).
 
     Parameters
     ----------
@@ -297,7 +255,7 @@ def center(K, two_sided=False):
 # biased, unbiased and CKA estimators
 # ----------------------------------------------------------------------------
 def hsic_biased(K, L):
-    """Biased HSIC, trace form: tr(K H L H) / (m-1)^2.
+    """Biased HSIC, trace form: tr(K H L H) / (m-1)^2 (HSIC-16).
 
     Parameters
     ----------
@@ -327,20 +285,20 @@ def hsic_biased_double_sum(K, L):
 
 
 def hsic_biased_grad_kernel(K, L):
-    """d HSIC_b / dK = H L^T H / (m-1)^2, shape (m, m)."""
+    """d HSIC_b / dK = H L^T H / (m-1)^2, shape (m, m) (HSIC-16a)."""
     K, L = _pair(K, L, "hsic_biased_grad_kernel")
     m = K.shape[0]
     return center(L.T, two_sided=True) / (m - 1) ** 2
 
 
 def hsic_regular(K, L):
-    """The authors' ``hsic_regular``: mean((KH) o (LH)^T) = tr(KHLH) / m^2."""
+    """The authors' ``hsic_regular``: mean((KH) o (LH)^T) = tr(KHLH) / m^2 (HSIC-17)."""
     K, L = _pair(K, L, "hsic_regular")
     return float(np.mean(center(K) * center(L).T))
 
 
 def hsic_unbiased(K, L):
-    """Unbiased HSIC (Song et al. 2012, eq. 5); needs m >= 4.
+    """Unbiased HSIC (Song et al. 2012; HSIC-18); needs m >= 4.
 
     Parameters
     ----------
@@ -360,7 +318,7 @@ def hsic_unbiased(K, L):
 
 
 def hsic_unbiased_grad_kernel(K, L):
-    """d HSIC_u / dK, shape (m, m), zero diagonal.
+    """d HSIC_u / dK, shape (m, m), zero diagonal (HSIC-18a).
 
     With a = 1^T L~ 1 / ((m-1)(m-2)), b = 2/(m-2), on the off-diagonal::
 
@@ -381,7 +339,7 @@ def _zero_diag(A):
 
 
 def hsic_cka(K, L):
-    """CKA, the authors' ``hsic_normalized``: r(K,L) / sqrt(r(K,K) r(L,L)), r = hsic_regular.
+    """CKA, the authors' ``hsic_normalized``: r(K,L) / sqrt(r(K,K) r(L,L)), r = hsic_regular (HSIC-19).
 
     Returns 0.0 when either kernel is constant (r = 0).
     """
@@ -393,7 +351,7 @@ def hsic_cka(K, L):
 
 
 def hsic_cka_grad_kernel(K, L):
-    """d CKA / dK, shape (m, m).
+    """d CKA / dK, shape (m, m) (HSIC-19a).
 
     With r(A, B) = tr(AHBH)/m^2, dr(K,L)/dK = H L^T H / m^2 and
     dr(K,K)/dK = 2 H K^T H / m^2::
@@ -415,7 +373,7 @@ def hsic_cka_grad_kernel(K, L):
 # normalised HSIC (NOCCO), the training objective
 # ----------------------------------------------------------------------------
 def nocco(K, eps=NHSIC_EPS, two_sided=False):
-    """The regularised normalised cross-covariance operator of one kernel.
+    """The regularised normalised cross-covariance operator of one kernel (HSIC-3).
 
     Parameters
     ----------
@@ -446,15 +404,15 @@ def nocco(K, eps=NHSIC_EPS, two_sided=False):
     m = K.shape[0]
     ridge = eps * m
     A = center(K, two_sided)
-    A[np.diag_indices(m)] += ridge                          # K H + eps m I
+    A[np.diag_indices(m)] += ridge                          # (HSIC-3) K H + eps m I
     M = np.linalg.solve(A, np.eye(m))
     R = -ridge * M
-    R[np.diag_indices(m)] += 1.0                            # I - eps m M
+    R[np.diag_indices(m)] += 1.0                            # (HSIC-3) R = I - eps m M
     return R, M
 
 
 def nhsic(K, L, eps=NHSIC_EPS, two_sided=False):
-    """Normalised HSIC nHSIC(K, L) = tr(R_K R_L) (authors' ``hsic_normalized_cca``).
+    """Normalised HSIC nHSIC(K, L) = tr(R_K R_L) (authors' ``hsic_normalized_cca``; HSIC-4).
 
     Parameters
     ----------
@@ -471,11 +429,11 @@ def nhsic(K, L, eps=NHSIC_EPS, two_sided=False):
     K, L = _pair(K, L, "nhsic")
     RK, _ = nocco(K, eps, two_sided)
     RL, _ = nocco(L, eps, two_sided)
-    return float(np.sum(RK * RL.T))                         # tr(R_K R_L)
+    return float(np.sum(RK * RL.T))                         # (HSIC-4) tr(R_K R_L)
 
 
 def nhsic_grad_kernel(M, T, eps=NHSIC_EPS):
-    """d tr(R_K T) / dK for R_K = K H (K H + eps m I)^-1.
+    """d tr(R_K T) / dK for R_K = K H (K H + eps m I)^-1 (HSIC-6).
 
     Parameters
     ----------
@@ -501,5 +459,5 @@ def nhsic_grad_kernel(M, T, eps=NHSIC_EPS):
     T = _kernel(T, where, "T", m)
     eps = _positive(eps, "eps", where)
     HMTM = M @ T @ M
-    HMTM -= HMTM.mean(axis=0, keepdims=True)                # H (M T M)
+    HMTM -= HMTM.mean(axis=0, keepdims=True)                # (HSIC-6) H (M T M)
     return eps * m * HMTM.T

@@ -1,4 +1,4 @@
-"""Accuracy of an *unformatted* HSIC network (spec 2.5) and a linear probe.
+"""Accuracy of an *unformatted* HSIC network and a linear probe (HSIC-12, HSIC-13).
 
 An HSIC-trained net has no softmax head: its last block's C units (ReLU, >= 0)
 become class detectors in an arbitrary order. To score it one must map units
@@ -20,8 +20,9 @@ to classes. Four ways, all reported side by side:
    training features (any width), scored on test features.
 
 The greedy and Hungarian numbers coincide on a clean permutation; the greedy
-one can fall far below (two classes sharing a unit) while the probe stays
-high (spec section 4, "failure mode").
+one can fall far below when two classes share a unit while the probe stays
+high (``python tutorials/30_hsic_bottleneck.py --quick``: greedy 0.686,
+Hungarian 0.772, probe 0.795).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def class_means(out, y, n_classes):
 
 
 def greedy_unit_mapping(means):
-    """Authors' greedy assignment: class c = 0, 1, ... takes its best free unit.
+    """Authors' greedy assignment: class c = 0, 1, ... takes its best free unit (HSIC-13).
 
     Parameters
     ----------
@@ -115,7 +116,7 @@ def greedy_unit_accuracy(out, y, n_classes):
 
 
 def fit_unit_mapping(out, y, n_classes):
-    """One-to-one unit-class assignment maximising the summed class means (Hungarian).
+    """One-to-one unit-class assignment maximising the summed class means (Hungarian, HSIC-12).
 
     Returns
     -------

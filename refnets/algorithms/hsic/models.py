@@ -1,6 +1,6 @@
 """Networks of the HSIC-bottleneck experiments and their block structure.
 
-Builders (authors' ``model/mhlinear.py`` and ``model/mresconv.py``, spec 2.7):
+Builders (authors' ``model/mhlinear.py`` and ``model/mresconv.py``):
 
 * :func:`hsic_mlp` -- ``ModelLinear``: blocks Linear -> BatchNorm(affine=False) -> ReLU.
   ``sizes = [784, 256, 256, 256, 256, 256, 256, 10]`` is the official 7-block
@@ -72,7 +72,7 @@ def hsic_mlp(sizes, rng, activation="relu", affine=False, bias=False, init=torch
     affine : bool, default False
         BatchNorm without (authors') or with learnable gamma/beta.
     bias : bool, default False
-        The Dense bias is dead under batch norm (zero gradient, spec 2.3): it
+        The Dense bias is dead under batch norm (zero gradient, HSIC-8a): it
         is dropped (the authors keep it; it only decays by weight decay).
     init : callable, default :func:`torch_default_init`
     output_activation : str, optional
@@ -98,7 +98,7 @@ def hsic_mlp(sizes, rng, activation="relu", affine=False, bias=False, init=torch
 
 def hsic_resconv(input_shape, rng, channels=64, n_blocks=5, width=512, kernel_size=5,
                  activation="relu", affine=False, bias=False, init=torch_default_init):
-    """Residual conv HSIC net (authors' ``ModelResConv``, spec 2.7).
+    """Residual conv HSIC net (authors' ``ModelResConv``).
 
     Conv2D(C_in -> channels, k, stride 2, no padding) + BN + act; ``n_blocks``
     residual blocks act(BN(conv(act(BN(conv x)))) + x) with 'same' padding;
@@ -203,7 +203,7 @@ def forward_layers(model, lo, hi, h, running_stats=None):
 
 
 def backward_layers(model, lo, hi, dh, caches):
-    """Back-propagate ``dh`` through layers hi-1..lo; return (dx, flat grads "k.name")."""
+    """Back-propagate ``dh`` through layers hi-1..lo; return (dx, flat grads "k.name") (HSIC-8)."""
     grads = {}
     for k in range(hi - 1, lo - 1, -1):
         dh, g = model.layers[k].backward(dh, caches[k - lo])
@@ -212,7 +212,7 @@ def backward_layers(model, lo, hi, dh, caches):
 
 
 def update_running_stats(model, lo, hi, running_stats, caches, momentum=None):
-    """New running statistics of layers lo..hi-1 from their training-mode caches.
+    """New running statistics of layers lo..hi-1 from their training-mode caches (HSIC-10).
 
     ``momentum`` overrides the layers' own (see BatchNorm.update_running_stats).
     Returns a new dict (entries of other layers are carried over unchanged).

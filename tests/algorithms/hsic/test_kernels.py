@@ -1,6 +1,6 @@
 """Kernel matrices and HSIC estimators: identities, statistics, golden values, gradients.
 
-Spec: /work/shared/specs/hsic.md sections 1, 2.3, 5.2 and 6 (items 1-8, 12).
+Equations HSIC-1..7 and HSIC-16..20 of refnets/algorithms/hsic/README.md.
 """
 
 import numpy as np
@@ -11,10 +11,14 @@ from refnets.gradcheck import assert_close, numerical_gradient
 
 
 # ----------------------------------------------------------------------------
-# fixtures: the spec's golden arrays (section 5.2)
+# fixtures: the golden arrays
 # ----------------------------------------------------------------------------
 def golden_arrays():
-    """X (32, 12), Z (32, 6), Y one-hot (32, 10) exactly as in spec section 5.2."""
+    """X (32, 12), Z (32, 6), Y one-hot (32, 10), i = 0..31.
+
+    X[i, j] = cos(0.37 i (j+1) + 0.5 j), j < 12;  Z[i, j] = sin(0.29 i + 0.71 j) + 0.1 X[i, j],
+    j < 6;  y_i = (3 i + 1) mod 10.
+    """
     i = np.arange(32)[:, None]
     j12, j6 = np.arange(12)[None, :], np.arange(6)[None, :]
     X = np.cos(0.37 * i * (j12 + 1) + 0.5 * j12)
@@ -36,9 +40,10 @@ def objective_and_grad(Z, X, Y, sigma, beta, eps=hk.NHSIC_EPS):
     return J, dZ
 
 
-# Golden values computed by the spec's author with float64-patched official
-# functions (spec section 5.2). Relative tolerance 1e-8: the table has 9-11
-# significant digits.
+# Golden values: the authors' functions (hsic_regular, hsic_normalized_cca,
+# hsic_objective with autograd) run in float64 (their float32 cast removed) on
+# the arrays above, sigma = 1 and 5, beta = 50. Relative tolerance 1e-8: the
+# table has 9-11 significant digits.
 GOLDEN = {
     1: dict(regular=2.9735199919e-3, biased=3.1684541849e-3, zx=14.80092612, zy=6.24867428,
             yy=8.98086367, J=-297.63278779, dz00=11.8797169, dz53=-17.8425846, norm=248.346864),
@@ -173,7 +178,7 @@ def test_independent_bias_is_order_one_over_m():
 
 
 def test_hsic_unbiased_matches_definition_by_loops():
-    """Song et al. 2012 eq. 5 against an explicit quadruple-index U-statistic (m = 5)."""
+    """HSIC_u (HSIC-18) against an explicit quadruple-index U-statistic (m = 5)."""
     rng = np.random.default_rng(3)
     m = 5
     K, L, _, _ = kernels(rng, m=m)
@@ -324,7 +329,7 @@ def test_objective_z_gradient_fd_well_conditioned(sigma):
 
 @pytest.mark.parametrize("sigma", [1.0, 5.0])
 def test_objective_z_gradient_fd_default_eps(sigma):
-    """dJ/dZ at the training ridge eps = 1e-5 (m = 32): documented bound 1e-4 (spec 6.8).
+    """dJ/dZ at the training ridge eps = 1e-5 (m = 32): documented bound 1e-4.
 
     cond(KH + eps m I) ~ 1e4-1e5, so each J evaluation carries ~1e-10 absolute
     round-off and the difference quotient inherits ~1e-10 / h. Measured: the
@@ -358,7 +363,7 @@ def test_bad_input_raises():
 
 
 def test_near_linear_regime_on_images():
-    """Spec 6.7: at sigma = 5 the Gaussian nHSIC is within 2% of the linear-kernel one.
+    """At sigma = 5 the Gaussian nHSIC is within 2% of the linear-kernel one (HSIC-20).
 
     exp(-D/s) = 1 - D/s + ..., and the centred 1 - D/s is (2/s) x the centred
     Gram matrix, so K H ~ (2/s) X X^T H when D/s is small (Fashion-MNIST pixels:
