@@ -1,4 +1,4 @@
-"""The functional layer contract: forward/backward are pure (DESIGN.md, layers/base.py).
+"""The functional layer contract: forward/backward are pure (see refnets/layers/base.py).
 
 For every layer type:
 * forward twice on the same input gives identical outputs (no hidden state);
