@@ -5,6 +5,8 @@ them and their training. The derivation, equation tags (FTM-n), reading guide,
 map to the authors' code and the deviations are in this package's README.md.
 """
 
-from .algorithm import DEFAULT_FUNCTION, FunctionalTransfer, ftnn, train_ftnn, train_layerwise
+from .algorithm import (DEFAULT_FUNCTION, FOLLOW, FunctionalTransfer, ftnn, train_ftnn,
+                        train_layerwise)
 
-__all__ = ["DEFAULT_FUNCTION", "ftnn", "FunctionalTransfer", "train_layerwise", "train_ftnn"]
+__all__ = ["DEFAULT_FUNCTION", "FOLLOW", "ftnn", "FunctionalTransfer", "train_layerwise",
+           "train_ftnn"]

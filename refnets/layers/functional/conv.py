@@ -38,8 +38,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Layer
-from ..conv import _channels, _check_nchw, col2im, conv_output_shape, im2col
-from .dense import DEFAULT_MAX_ELEMENTS, FunctionalDense
+from ...validation import check_input
+from ..conv import _channels, _check_nchw, _padding, _pair, col2im, conv_output_shape, im2col
+from .dense import DEFAULT_MAX_ELEMENTS, FunctionalDense, get_function, given_or_drawn
 
 __all__ = ["FunctionalConv2D"]
 
@@ -53,15 +54,19 @@ class FunctionalConv2D(Layer):
     kernel_size : int or pair (kh, kw)
     function : str or FunctionType
         ``'F01'`` ... ``'F20'`` or ``'LIN'``.
-    rng : numpy.random.Generator
+    rng : numpy.random.Generator or None
         Draws theta (then the fixed signs), as :class:`FunctionalDense` with
-        n_in = c_in*kh*kw.
+        n_in = c_in*kh*kw; None when both are given.
     stride : int or pair
     padding : int, pair, 'same' or 'valid'
     init : {'official', 'fan_in'}
     path : {'auto', 'generic', 'fast'}
     max_elements : int
         Block size of the generic path (see :mod:`refnets.layers.functional.dense`).
+    theta : ndarray of shape (k, C_out, C_in, kh, kw), optional
+        Given initial kernels instead of a draw.
+    signs : ndarray of shape (C_out, C_in, kh, kw) of +-1, optional
+        Given fixed signs (functions with signs only).
 
     Attributes
     ----------
@@ -71,15 +76,26 @@ class FunctionalConv2D(Layer):
     """
 
     def __init__(self, c_in, c_out, kernel_size, function, rng, stride=1, padding=0,
-                 init="official", path="auto", max_elements=DEFAULT_MAX_ELEMENTS):
+                 init="official", path="auto", max_elements=DEFAULT_MAX_ELEMENTS, theta=None,
+                 signs=None):
         super().__init__()
         where = "FunctionalConv2D"
         self.c_in, self.c_out = _channels(c_in, c_out, where)
-        kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
-        conv_output_shape((kh, kw), (kh, kw), stride, padding)    # validates the geometry args
-        self.kernel_size, self.stride, self.padding = (int(kh), int(kw)), stride, padding
-        self.ftm = FunctionalDense(self.c_in * kh * kw, self.c_out, function, rng, init=init,
-                                   path=path, max_elements=max_elements)
+        kh, kw = _pair(kernel_size, "kernel_size", where)
+        _padding(padding, kh, kw, _pair(stride, "stride", where), where)
+        self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
+        n_in = self.c_in * kh * kw
+        k = get_function(function).k
+        # given kernels in kernel layout, viewed as the FTM's (k, C_out, C_in*kh*kw)
+        if theta is not None:
+            theta = given_or_drawn(theta, "theta", (k, self.c_out, self.c_in, kh, kw), None,
+                                   None, where).reshape(k, self.c_out, n_in)
+        if signs is not None:
+            signs = given_or_drawn(signs, "signs", (self.c_out, self.c_in, kh, kw), None, None,
+                                   where, signs=True).reshape(self.c_out, n_in)
+        self.ftm = FunctionalDense(n_in, self.c_out, function, rng, init=init,
+                                   path=path, max_elements=max_elements, theta=theta,
+                                   signs=signs)
         self.function = self.ftm.function
         k = self.function.k
         # views of the FTM's arrays in kernel layout: the optimiser updates both at once
@@ -116,7 +132,7 @@ class FunctionalConv2D(Layer):
         """
         where = "FunctionalConv2D.forward"
         p = self._params(params)
-        x = _check_nchw(x, self.c_in, where)
+        x = _check_nchw(check_input(x, "x", where), self.c_in, where)
         kh, kw = self.kernel_size
         ho, wo = conv_output_shape(x.shape, self.kernel_size, self.stride, self.padding)
         cols = im2col(x, kh, kw, self.stride, self.padding)      # (N*Ho*Wo, C_in*kh*kw) (FTM-11)
@@ -132,7 +148,8 @@ class FunctionalConv2D(Layer):
         dx : ndarray of shape (N, C_in, H, W)
         grads : dict with 'theta' (k, C_out, C_in, kh, kw) and 'b' (C_out,)
         """
-        dy = self._check_dy(dy, cache["y_shape"], "FunctionalConv2D.backward")
+        where = "FunctionalConv2D.backward"
+        dy = self._check_dy(check_input(dy, "dy", where), cache["y_shape"], where)
         da = dy.transpose(0, 2, 3, 1).reshape(-1, self.c_out)    # rows in (n, i, j) order
         dcols, g = self.ftm.backward(da, cache["ftm"])
         kh, kw = self.kernel_size

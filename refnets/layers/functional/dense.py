@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..base import Layer, check_array
+from ...validation import check_bool, check_choice, check_input, check_number
+from ..base import Layer
 from .functions import (F01, F02, F03, F04, F06, F07, F17, F18, F19, F20, LIN,
                                FunctionType)
 from .functions_generic import F05, F08, F09, F10, F11, F12, F13, F14, F15, F16
@@ -79,10 +80,6 @@ DEFAULT_MAX_ELEMENTS = 2 ** 18
 MEMORY_BLOCKS = 10
 
 
-def _is_posint(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
-
-
 def _powers(x, max_power):
     """[None (x^0 is never formed), x, x^2, ..., x^max_power] by repeated multiplication
     (cheaper than ``x ** 3``, which goes through the generic ``pow``)."""
@@ -90,6 +87,27 @@ def _powers(x, max_power):
     for _ in range(2, max_power + 1):
         powers.append(powers[-1] * x)
     return powers
+
+
+def given_or_drawn(value, name, shape, draw, rng, where, signs=False):
+    """An initial draw of a layer: the given array (copied, float64, shape-checked,
+    nothing drawn from ``rng``) or ``draw(rng)``.
+
+    ``rng`` may be None when every draw is given; a needed draw then raises,
+    naming it. ``signs=True`` also checks that every entry is +1 or -1.
+    """
+    if value is None:
+        if not isinstance(rng, np.random.Generator):
+            got = "None" if rng is None else type(rng).__name__
+            raise ValueError(f"{where}: rng must be a numpy.random.Generator to draw {name} "
+                             f"(or give {name}= an array of shape {tuple(shape)}), got {got}")
+        return draw(rng)
+    a = check_input(value, name, where, allow_empty=True)
+    if a.shape != tuple(shape):
+        raise ValueError(f"{where}: given {name} must have shape {tuple(shape)}, got {a.shape}")
+    if signs and not np.all(np.abs(a) == 1.0):
+        raise ValueError(f"{where}: given {name} must hold only +1 and -1")
+    return a.copy()
 
 
 def draw_signs(shape, rng):
@@ -106,9 +124,9 @@ class FunctionalDense(Layer):
         Input and output widths.
     function : str or FunctionType
         ``'F01'`` ... ``'F20'`` or ``'LIN'`` (see :mod:`refnets.layers.functional.functions`).
-    rng : numpy.random.Generator
+    rng : numpy.random.Generator or None
         Draws theta (the function's official or fan-in-scaled ranges) and then,
-        for functions with signs, the fixed signs.
+        for functions with signs, the fixed signs; None when both are given.
     init : {'official', 'fan_in'}
         Initial ranges of theta; biases start at zero.
     path : {'auto', 'generic', 'fast'}
@@ -119,6 +137,12 @@ class FunctionalDense(Layer):
         ``MEMORY_BLOCKS * 8 * max_elements`` bytes (README section 7).
     bias : bool
         Include b (default True).
+    theta : ndarray of shape (k, n_out, n_in), optional
+        Given initial parameters instead of a draw (copied; nothing is drawn
+        from ``rng`` for them). The authors' ``W`` of shape (k, n_in, n_out)
+        is ``theta.transpose(0, 2, 1)``.
+    signs : ndarray of shape (n_out, n_in) of +-1, optional
+        Given fixed signs (functions with signs only; the authors' ``U.T``).
 
     Attributes
     ----------
@@ -129,33 +153,37 @@ class FunctionalDense(Layer):
     """
 
     def __init__(self, n_in, n_out, function, rng, init="official", path="auto",
-                 max_elements=DEFAULT_MAX_ELEMENTS, bias=True):
+                 max_elements=DEFAULT_MAX_ELEMENTS, bias=True, theta=None, signs=None):
         super().__init__()
-        for name, v in (("n_in", n_in), ("n_out", n_out), ("max_elements", max_elements)):
-            if not _is_posint(v):
-                raise ValueError(f"FunctionalDense: {name} must be a positive int, got {v!r}")
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"FunctionalDense: rng must be a numpy.random.Generator, "
-                             f"got {type(rng).__name__}")
+        where = "FunctionalDense"
+        self.n_in = check_number(n_in, "n_in", where, low=1, integer=True)
+        self.n_out = check_number(n_out, "n_out", where, low=1, integer=True)
+        self.max_elements = check_number(max_elements, "max_elements", where, low=1,
+                                         integer=True)
+        self.bias = check_bool(bias, "bias", where)
         self.function = get_function(function)
-        if path not in ("auto", "generic", "fast"):
-            raise ValueError(f"FunctionalDense: path must be 'auto', 'generic' or 'fast', "
-                             f"got {path!r}")
+        check_choice(path, "path", ("auto", "generic", "fast"), where)
         if path == "fast" and not self.function.has_fast_path:
-            raise ValueError(f"FunctionalDense: path='fast' needs a function with a matmul "
+            raise ValueError(f"{where}: path='fast' needs a function with a matmul "
                              f"fast path, got {self.function.name} (use 'auto' or 'generic')")
-        if init not in ("official", "fan_in"):
-            raise ValueError(f"FunctionalDense: init must be 'official' or 'fan_in', got {init!r}")
-        self.n_in, self.n_out, self.bias = int(n_in), int(n_out), bool(bias)
-        self.max_elements = int(max_elements)
+        self.init_scheme = check_choice(init, "init", ("official", "fan_in"), where)
         self.path = "fast" if (path == "auto" and self.function.has_fast_path) else (
             "generic" if path == "auto" else path)
-        self.init_scheme = init
-        self.params = {"theta": self.function.init(self.n_out, self.n_in, rng, init)}
+        shape = (self.n_out, self.n_in)
+        # (FTM-1a/1b) theta, then (FTM-1c) the fixed signs: drawn in this order, or given
+        self.params = {"theta": given_or_drawn(
+            theta, "theta", (self.function.k,) + shape,
+            lambda r: self.function.init(self.n_out, self.n_in, r, init), rng, where)}
         if self.bias:
             self.params["b"] = np.zeros(self.n_out)
-        self.signs = (draw_signs((self.n_out, self.n_in), rng)
-                      if self.function.uses_sign else None)
+        if self.function.uses_sign:
+            self.signs = given_or_drawn(signs, "signs", shape, lambda r: draw_signs(shape, r),
+                                        rng, where, signs=True)
+        else:
+            if signs is not None:
+                raise ValueError(f"{where}: signs must be None for {self.function.name}, "
+                                 f"which has no fixed signs; got an array")
+            self.signs = None
 
     def __repr__(self):
         return (f"FunctionalDense({self.n_in}, {self.n_out}, {self.function.name!r}, "
@@ -199,7 +227,7 @@ class FunctionalDense(Layer):
         """
         where = "FunctionalDense.forward"
         p = self._params(params)
-        x = check_array(x, "x", where=where)
+        x = check_input(x, "x", where)                          # float64, finite, non-empty
         if x.ndim < 2 or x.shape[-1] != self.n_in:
             raise ValueError(f"{where}: x must have shape (N, {self.n_in}) "
                              f"(or (..., {self.n_in})), got {x.shape}")
@@ -225,6 +253,27 @@ class FunctionalDense(Layer):
                  "a_shape": x.shape[:-1] + (self.n_out,)}
         return a.reshape(cache["a_shape"]), cache
 
+    def edges(self, cache):
+        """Per-edge values and derivatives at the input of a forward pass (for tracing).
+
+        Parameters
+        ----------
+        cache : dict from :meth:`forward`
+
+        Returns
+        -------
+        dict with ``'f'`` f(x_ni; theta_ji) (FTM-2, FTM-3), ``'df_dx'`` f'(x_ni; theta_ji)
+        (the per-sample Jacobian of FTM-5), each of shape (N, n_out, n_in), and
+        ``'df_dtheta'`` of shape (k, N, n_out, n_in) (FTM-4); N counts the flattened
+        leading dims. Full-size arrays: meant for small cases.
+        """
+        x, theta, s = cache["x"][:, None, :], cache["theta"], cache["signs"]
+        full = (x.shape[0], self.n_out, self.n_in)
+        dfdtheta, dfdx = self.function.derivatives(x, theta, s)
+        return {"f": np.broadcast_to(self.function.value(x, theta, s), full).copy(),
+                "df_dx": np.broadcast_to(dfdx, full).copy(),
+                "df_dtheta": np.stack([np.broadcast_to(d, full) for d in dfdtheta])}
+
     # -- backward ------------------------------------------------------------
     def backward(self, dy, cache):
         """Revised delta rule and error transmission.
@@ -240,7 +289,8 @@ class FunctionalDense(Layer):
         dx : ndarray like the input
         grads : dict with 'theta' (k, n_out, n_in) and 'b' (n_out,), sums over the batch.
         """
-        delta = self._check_dy(dy, cache["a_shape"], "FunctionalDense.backward")
+        where = "FunctionalDense.backward"
+        delta = self._check_dy(check_input(dy, "dy", where), cache["a_shape"], where)
         delta = delta.reshape(-1, self.n_out)
         x, theta, s = cache["x"], cache["theta"], cache["signs"]
         if cache["path"] == "fast":

@@ -46,18 +46,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..base import Layer, check_array
-from .dense import DEFAULT_MAX_ELEMENTS, FunctionalDense
+from ...validation import check_choice, check_input, check_number
+from ..base import Layer
+from .dense import DEFAULT_MAX_ELEMENTS, FunctionalDense, given_or_drawn
 
 __all__ = ["MemoryFunctional", "FunctionalRNN"]
 
 
 def _check_sequence(x, n_in, where):
-    x = check_array(x, "x", where=where)
+    x = check_input(x, "x", where, batch_axis=1)                # time-major (T, N, n_in)
     if x.ndim != 3 or x.shape[2] != n_in or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{where}: x must have shape (T, N, {n_in}) (time-major, T >= 1, "
                          f"N >= 1), got {x.shape}")
     return x
+
+
+def _check_state(value, name, shape, where):
+    a = check_input(value, name, where)
+    if a.shape != tuple(shape):
+        raise ValueError(f"{where}: {name} must have shape {tuple(shape)}, got {a.shape}")
+    return a
 
 
 class MemoryFunctional(Layer):
@@ -66,13 +74,17 @@ class MemoryFunctional(Layer):
     Parameters
     ----------
     n_in, n_out : int
-    rng : numpy.random.Generator
+    rng : numpy.random.Generator or None
         Draws alpha, rho, c ~ U(-irange, irange) (the code's init); b = 0.
+        None when ``theta`` is given.
     gradient : {'truncated', 'bptt'}
         ``'truncated'``: the authors' one-step gradient (states held fixed);
         ``'bptt'``: exact backpropagation through the whole sequence.
     irange : float
-        Half-width of the uniform init (official 0.1).
+        Half-width of the uniform init (official 0.1), > 0.
+    theta : ndarray of shape (3, n_out, n_in), optional
+        Given initial (alpha, rho, c) instead of a draw. The authors' ``W`` of
+        shape (3, n_in, n_out) is ``theta.transpose(0, 2, 1)``.
 
     Attributes
     ----------
@@ -86,19 +98,18 @@ class MemoryFunctional(Layer):
     online mode); ``m0=None`` starts from zeros (the code's ``reset``).
     """
 
-    def __init__(self, n_in, n_out, rng, gradient="truncated", irange=0.1):
+    def __init__(self, n_in, n_out, rng, gradient="truncated", irange=0.1, theta=None):
         super().__init__()
-        for name, v in (("n_in", n_in), ("n_out", n_out)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"MemoryFunctional: {name} must be a positive int, got {v!r}")
-        if gradient not in ("truncated", "bptt"):
-            raise ValueError(f"MemoryFunctional: gradient must be 'truncated' or 'bptt', "
-                             f"got {gradient!r}")
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"MemoryFunctional: rng must be a numpy.random.Generator, "
-                             f"got {type(rng).__name__}")
-        self.n_in, self.n_out, self.gradient = int(n_in), int(n_out), gradient
-        self.params = {"theta": rng.uniform(-irange, irange, size=(3, self.n_out, self.n_in)),
+        where = "MemoryFunctional"
+        self.n_in = check_number(n_in, "n_in", where, low=1, integer=True)
+        self.n_out = check_number(n_out, "n_out", where, low=1, integer=True)
+        self.gradient = check_choice(gradient, "gradient", ("truncated", "bptt"), where)
+        irange = check_number(irange, "irange", where, low=0.0, low_open=True)
+        shape = (3, self.n_out, self.n_in)
+        # alpha, rho, c ~ U(-irange, irange) (the authors' init), or given
+        self.params = {"theta": given_or_drawn(theta, "theta", shape,
+                                               lambda r: r.uniform(-irange, irange, size=shape),
+                                               rng, where),
                        "b": np.zeros(self.n_out)}
 
     def __repr__(self):
@@ -142,7 +153,7 @@ class MemoryFunctional(Layer):
         x = _check_sequence(x, self.n_in, where)
         T, N, _ = x.shape
         shape = (N, self.n_out, self.n_in)
-        m0 = np.zeros(shape) if m0 is None else check_array(m0, "m0", shape=shape, where=where)
+        m0 = np.zeros(shape) if m0 is None else _check_state(m0, "m0", shape, where)
         theta = p["theta"]
         ys = np.empty((T,) + shape)
         m = m0
@@ -166,7 +177,8 @@ class MemoryFunctional(Layer):
         """
         ys, x, theta = cache["ys"], cache["x"], cache["theta"]
         T, N = x.shape[:2]
-        da = self._check_dy(da, (T, N, self.n_out), "MemoryFunctional.backward")
+        where = "MemoryFunctional.backward"
+        da = self._check_dy(check_input(da, "da", where, batch_axis=1), (T, N, self.n_out), where)
         alpha, rho, _ = theta
         dtanh = 1.0 - ys * ys                                   # (1 - y_t^2), all t
         if cache["gradient"] == "truncated":
@@ -201,13 +213,16 @@ class FunctionalRNN(Layer):
     n_in, n_hidden : int
     function : str or FunctionType
         Function of the input FTM F_x.
-    rng : numpy.random.Generator
-        Draws F_x (theta, then signs), then F_h.
+    rng : numpy.random.Generator or None
+        Draws F_x (theta, then signs), then F_h; None when all four are given.
     recurrent_function : str or FunctionType, optional
         Function of F_h (default: ``function``).
     init : {'official', 'fan_in'}
     path, max_elements :
         Passed to both :class:`FunctionalDense` matrices.
+    theta_x, theta_h, signs_x, signs_h : ndarray, optional
+        Given initial parameters (k, H, n_in), (k_h, H, H) and fixed signs
+        (H, n_in), (H, H) of F_x and F_h instead of draws.
 
     Attributes
     ----------
@@ -218,17 +233,19 @@ class FunctionalRNN(Layer):
     """
 
     def __init__(self, n_in, n_hidden, function, rng, recurrent_function=None, init="official",
-                 path="auto", max_elements=DEFAULT_MAX_ELEMENTS):
+                 path="auto", max_elements=DEFAULT_MAX_ELEMENTS, theta_x=None, theta_h=None,
+                 signs_x=None, signs_h=None):
         super().__init__()
-        for name, v in (("n_in", n_in), ("n_hidden", n_hidden)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"FunctionalRNN: {name} must be a positive int, got {v!r}")
-        self.n_in, self.n_hidden = int(n_in), int(n_hidden)
+        where = "FunctionalRNN"
+        self.n_in = check_number(n_in, "n_in", where, low=1, integer=True)
+        self.n_hidden = check_number(n_hidden, "n_hidden", where, low=1, integer=True)
         self.input_ftm = FunctionalDense(n_in, n_hidden, function, rng, init=init, path=path,
-                                         max_elements=max_elements, bias=False)
+                                         max_elements=max_elements, bias=False, theta=theta_x,
+                                         signs=signs_x)
         self.recurrent_ftm = FunctionalDense(
             n_hidden, n_hidden, function if recurrent_function is None else recurrent_function,
-            rng, init=init, path=path, max_elements=max_elements, bias=False)
+            rng, init=init, path=path, max_elements=max_elements, bias=False, theta=theta_h,
+            signs=signs_h)
         self.params = {"theta_x": self.input_ftm.params["theta"],
                        "theta_h": self.recurrent_ftm.params["theta"],
                        "b": np.zeros(self.n_hidden)}
@@ -257,7 +274,7 @@ class FunctionalRNN(Layer):
         x = _check_sequence(x, self.n_in, where)
         T, N, _ = x.shape
         H = self.n_hidden
-        h = np.zeros((N, H)) if h0 is None else check_array(h0, "h0", shape=(N, H), where=where)
+        h = np.zeros((N, H)) if h0 is None else _check_state(h0, "h0", (N, H), where)
         h0 = h
         # The input part of every step at once: F_x o x_t for all T*N rows.
         ax, cache_x = self.input_ftm.forward(x, {"theta": p["theta_x"]})
@@ -283,7 +300,8 @@ class FunctionalRNN(Layer):
         dx : (T, N, n_in), grads : dict 'theta_x', 'theta_h', 'b', dh0 : (N, H)
         """
         hs = cache["hs"]
-        dhs = self._check_dy(dhs, hs.shape, "FunctionalRNN.backward")
+        where = "FunctionalRNN.backward"
+        dhs = self._check_dy(check_input(dhs, "dhs", where, batch_axis=1), hs.shape, where)
         T = hs.shape[0]
         da = np.empty_like(hs)                                  # dL/da_t (pre-activations)
         dtheta_h = 0.0

@@ -57,7 +57,7 @@ def test_grad_clip(rng):
         np.testing.assert_array_equal(clipped.grads[key], np.clip(g, -bound, bound))
     assert 0.0 < clipped.info["clipped_fraction"] < 1.0
     assert clipped.info["cosine_to_backprop"] < 1.0
-    with pytest.raises(ValueError, match="grad_clip must be a positive number"):
+    with pytest.raises(ValueError, match="FunctionalTransfer: grad_clip must be > 0.0, got -1.0"):
         FunctionalTransfer(grad_clip=-1.0)
 
 
@@ -68,12 +68,14 @@ def test_ftnn_builder(rng):
     assert net[0].function.name == "F12" and net[0].path == "generic"
     dense_out = ftnn([4, 6, 3], "F03", "tanh", rng, output="dense", init="fan_in")
     assert isinstance(dense_out[2], Dense) and dense_out[0].init_scheme == "fan_in"
-    with pytest.raises(ValueError, match="output must be"):
+    with pytest.raises(ValueError, match=r"ftnn: output must be one of \['functional', 'dense'\], got 'conv'"):
         ftnn([4, 3], "F03", rng=rng, output="conv")
     with pytest.raises(ValueError, match="sizes must be"):
         ftnn([4], "F03", rng=rng)
-    with pytest.raises(ValueError, match="rng must be"):
+    with pytest.raises(ValueError, match=r"rng is None and theta\['0.theta'\] was not given"):
         ftnn([4, 3], "F03")
+    with pytest.raises(ValueError, match="rng must be a numpy.random.Generator or None, got int"):
+        ftnn([4, 3], "F03", rng=0)
 
 
 def test_same_seed_same_run():
@@ -125,7 +127,7 @@ def test_layerwise_stage_does_not_touch_frozen_params():
 def test_layerwise_bad_arguments(rng):
     with pytest.raises(ValueError, match="at least one hidden layer"):
         train_layerwise([4, 3], (np.zeros((2, 4)), np.zeros(2, int)), rng)
-    with pytest.raises(ValueError, match="epochs_per_layer must be an int >= 1"):
+    with pytest.raises(ValueError, match="train_layerwise: epochs_per_layer must be >= 1, got 0"):
         train_layerwise([4, 5, 3], (np.zeros((2, 4)), np.zeros(2, int)), rng, epochs_per_layer=0)
 
 

@@ -96,6 +96,42 @@ def test_params_are_views_of_the_ftm(rng):
                                   layer.params["theta"])
 
 
+@pytest.mark.parametrize("kernel_size,message", [
+    ((3,), r"kernel_size must be an int or a pair of ints, got \(3,\)"),  # was a tuple-unpack error
+    (0, "kernel_size must be >= 1, got 0"),                                  # was about input_shape
+    (2.5, "kernel_size must be an int or a pair of ints, got 2.5"),          # was about input_shape
+])
+def test_kernel_size_is_checked(rng, kernel_size, message):
+    with pytest.raises(ValueError, match="FunctionalConv2D: " + message):
+        FunctionalConv2D(2, 3, kernel_size, "F03", rng)
+
+
+def test_given_kernels_and_signs(rng):
+    drawn = FunctionalConv2D(2, 3, (3, 2), "F20", np.random.default_rng(4))
+    state = rng.bit_generator.state
+    given = FunctionalConv2D(2, 3, (3, 2), "F20", None, theta=drawn.params["theta"],
+                             signs=drawn.signs)
+    assert rng.bit_generator.state == state
+    x = rng.standard_normal((2, 2, 5, 5))
+    np.testing.assert_array_equal(given.forward(x)[0], drawn.forward(x)[0])
+    with pytest.raises(ValueError, match=r"given theta must have shape \(2, 3, 2, 3, 2\)"):
+        FunctionalConv2D(2, 3, (3, 2), "F20", None, theta=np.zeros((2, 3, 2, 2, 3)))
+    with pytest.raises(ValueError, match="given signs must hold only"):
+        FunctionalConv2D(2, 3, (3, 2), "F20", None, theta=drawn.params["theta"],
+                         signs=np.zeros((3, 2, 3, 2)))
+
+
+def test_float32_input_gives_float64(rng):
+    layer = FunctionalConv2D(2, 2, 3, "F03", rng, padding=1)
+    x = rng.standard_normal((2, 2, 4, 4)).astype(np.float32)
+    y, cache = layer.forward(x)
+    dx, _ = layer.backward(np.ones(y.shape, dtype=np.float32), cache)
+    assert y.dtype == dx.dtype == np.float64
+    np.testing.assert_array_equal(y, layer.forward(x.astype(np.float64))[0])
+    with pytest.raises(ValueError, match="FunctionalConv2D.forward: x is an empty batch"):
+        layer.forward(np.zeros((0, 2, 4, 4)))
+
+
 def test_bad_arguments(rng):
     with pytest.raises(ValueError, match="c_in must be a positive int"):
         FunctionalConv2D(0, 2, 3, "F03", rng)

@@ -331,13 +331,19 @@ def test_bias_false(rng):
 def test_bad_arguments(rng):
     with pytest.raises(ValueError, match="function must be one of"):
         FunctionalDense(3, 2, "F21", rng)
-    with pytest.raises(ValueError, match="n_in must be a positive int"):
+    with pytest.raises(ValueError, match="FunctionalDense: n_in must be >= 1, got 0"):
         FunctionalDense(0, 2, "F03", rng)
+    with pytest.raises(ValueError, match="FunctionalDense: n_out must be an integer, got '2'"):
+        FunctionalDense(3, "2", "F03", rng)
+    with pytest.raises(ValueError, match="max_elements must be an integer, got 2.5"):
+        FunctionalDense(3, 2, "F03", rng, max_elements=2.5)
+    with pytest.raises(ValueError, match="bias must be True or False, got 'yes'"):
+        FunctionalDense(3, 2, "F03", rng, bias="yes")
     with pytest.raises(ValueError, match="path='fast' needs"):
         FunctionalDense(3, 2, "F12", rng, path="fast")
-    with pytest.raises(ValueError, match="path must be"):
+    with pytest.raises(ValueError, match="path must be one of"):
         FunctionalDense(3, 2, "F12", rng, path="gpu")
-    with pytest.raises(ValueError, match="init must be 'official' or 'fan_in', got 'xavier'"):
+    with pytest.raises(ValueError, match=r"init must be one of \['official', 'fan_in'\], got 'xavier'"):
         FunctionalDense(3, 2, "F12", rng, init="xavier")
     with pytest.raises(ValueError, match="scheme must be"):
         get_function("F12").init(2, 3, rng, scheme="xavier")
@@ -346,13 +352,83 @@ def test_bad_arguments(rng):
     layer = FunctionalDense(3, 2, "F12", rng)
     with pytest.raises(ValueError, match=r"x must have shape \(N, 3\)"):
         layer.forward(np.zeros((4, 5)))
-    with pytest.raises(ValueError, match="floating dtype"):
-        layer.forward(np.zeros((4, 3), dtype=int))
+    with pytest.raises(ValueError, match=r"FunctionalDense.forward: x contains a non-finite value .* at index \(1, 2\)"):
+        layer.forward(np.where(np.arange(12).reshape(4, 3) == 5, np.nan, 0.0))
+    with pytest.raises(ValueError, match="FunctionalDense.forward: x is an empty batch"):
+        layer.forward(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="x must be a real numeric array"):
+        layer.forward(np.array([["a", "b", "c"]]))
     with pytest.raises(ValueError, match=r"params\['theta'\] must have shape"):
         layer.forward(np.zeros((4, 3)), {"theta": np.zeros((2, 2, 3)), "b": np.zeros(2)})
     _, cache = layer.forward(np.zeros((4, 3)))
     with pytest.raises(ValueError, match="dy must have the output's shape"):
         layer.backward(np.zeros((4, 3)), cache)
+    with pytest.raises(ValueError, match="FunctionalDense.backward: dy contains a non-finite value"):
+        layer.backward(np.full((4, 2), np.inf), cache)
+
+
+@pytest.mark.parametrize("name,path", [("F03", "fast"), ("F12", "generic")])
+def test_float32_and_int_inputs_are_upcast_exactly(rng, name, path):
+    """Like Dense: float32 and integer x (and dy) give float64 results, equal to the
+    float64 run on the same values (before, float32 x came back as a float32 dx)."""
+    layer = FunctionalDense(3, 2, name, rng, path=path)
+    x64 = rng.integers(-3, 4, size=(5, 3)).astype(np.float64)
+    dy64 = rng.standard_normal((5, 2)).astype(np.float32).astype(np.float64)
+    a, cache = layer.forward(x64)
+    dx, grads = layer.backward(dy64, cache)
+    for x in (x64.astype(np.float32), x64.astype(np.int64)):
+        a2, cache2 = layer.forward(x)
+        dx2, grads2 = layer.backward(dy64.astype(np.float32), cache2)
+        assert a2.dtype == dx2.dtype == grads2["theta"].dtype == np.float64
+        np.testing.assert_array_equal(a2, a)
+        np.testing.assert_array_equal(dx2, dx)
+        np.testing.assert_array_equal(grads2["theta"], grads["theta"])
+
+
+@pytest.mark.parametrize("name", ["F03", "F12", "F20", "LIN"])
+def test_given_theta_and_signs(rng, name):
+    """Given draws are copied, shape-checked and consume nothing from rng; with every
+    draw given, rng may be None, and the layer equals the one whose draws were given."""
+    drawn = FunctionalDense(4, 3, name, np.random.default_rng(7))
+    state = rng.bit_generator.state
+    kw = {"theta": drawn.params["theta"]}
+    if drawn.signs is not None:
+        kw["signs"] = drawn.signs
+    for r in (None, rng):
+        given = FunctionalDense(4, 3, name, r, **kw)
+        assert rng.bit_generator.state == state
+        np.testing.assert_array_equal(given.params["theta"], drawn.params["theta"])
+        assert given.params["theta"] is not drawn.params["theta"]
+        x = rng.standard_normal((5, 4))
+        np.testing.assert_array_equal(given.forward(x)[0], drawn.forward(x)[0])
+        state = rng.bit_generator.state
+    with pytest.raises(ValueError, match=r"given theta must have shape \(\d, 3, 4\)"):
+        FunctionalDense(4, 3, name, None, theta=drawn.params["theta"][:, :2])
+    if drawn.signs is not None:   # theta given but signs not: the sign draw needs rng
+        with pytest.raises(ValueError, match="rng must be a numpy.random.Generator to draw signs"):
+            FunctionalDense(4, 3, name, None, theta=drawn.params["theta"])
+        with pytest.raises(ValueError, match="given signs must hold only"):
+            FunctionalDense(4, 3, name, None, theta=drawn.params["theta"], signs=0.5 * drawn.signs)
+    else:
+        with pytest.raises(ValueError, match="signs must be None"):
+            FunctionalDense(4, 3, name, None, theta=drawn.params["theta"], signs=np.ones((3, 4)))
+
+
+def test_edges_are_the_per_edge_values_and_derivatives(rng):
+    """edges(cache): f sums over inputs to a - b (FTM-2); df_dx contracts with dy to the
+    backward dx (FTM-5) and df_dtheta to dtheta (FTM-4), on both paths."""
+    for name, path in (("F19", "fast"), ("F12", "generic")):
+        layer, x = _layer(name, rng, 4, 3, path=path)
+        a, cache = layer.forward(x)
+        e = layer.edges(cache)
+        assert e["f"].shape == e["df_dx"].shape == (5, 3, 4)
+        assert e["df_dtheta"].shape == (layer.function.k, 5, 3, 4)
+        np.testing.assert_allclose(e["f"].sum(axis=2) + layer.params["b"], a, rtol=1e-12)
+        dy = rng.standard_normal(a.shape)
+        dx, grads = layer.backward(dy, cache)
+        np.testing.assert_allclose(np.einsum("no,noi->ni", dy, e["df_dx"]), dx, rtol=1e-12)
+        np.testing.assert_allclose(np.einsum("no,qnoi->qoi", dy, e["df_dtheta"]),
+                                   grads["theta"], rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", FUNCTION_NAMES)

@@ -141,7 +141,65 @@ def test_memory_init_and_errors(rng):
         layer.forward(np.zeros((4, 1, 3)), m0=np.zeros((1, 3, 2)))
 
 
+@pytest.mark.parametrize("irange,message", [
+    (float("nan"), "MemoryFunctional: irange must be finite, got nan"),   # was "high - low < 0"
+    (-0.1, "MemoryFunctional: irange must be > 0.0, got -0.1"),
+    ("0.1", "MemoryFunctional: irange must be a real number, got '0.1'"),
+])
+def test_memory_irange_is_checked(rng, irange, message):
+    with pytest.raises(ValueError, match=message):
+        MemoryFunctional(3, 2, rng, irange=irange)
+
+
+def test_memory_sequences_are_validated_and_upcast(rng):
+    """Time-major x: the batch axis is 1; float32 gives the float64 result."""
+    layer = MemoryFunctional(3, 2, rng, gradient="bptt")
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    a, cache = layer.forward(x)
+    a64, cache64 = layer.forward(x.astype(np.float64))
+    assert a.dtype == np.float64
+    np.testing.assert_array_equal(a, a64)
+    da = np.ones((4, 2, 2), dtype=np.float32)
+    dx, _ = layer.backward(da, cache)
+    assert dx.dtype == np.float64
+    np.testing.assert_array_equal(dx, layer.backward(da.astype(np.float64), cache64)[0])
+    with pytest.raises(ValueError, match="MemoryFunctional.forward: x is an empty batch .* axis 1"):
+        layer.forward(np.zeros((4, 0, 3)))
+    with pytest.raises(ValueError, match="MemoryFunctional.forward: m0 contains a non-finite"):
+        layer.forward(x, m0=np.full((2, 2, 3), np.nan))
+    with pytest.raises(ValueError, match="MemoryFunctional.backward: da contains a non-finite"):
+        layer.backward(np.full((4, 2, 2), np.inf), cache)
+
+
+def test_memory_given_theta(rng):
+    theta = rng.uniform(-1, 1, (3, 2, 3))
+    state = rng.bit_generator.state
+    layer = MemoryFunctional(3, 2, None, theta=theta)
+    assert rng.bit_generator.state == state
+    np.testing.assert_array_equal(layer.params["theta"], theta)
+    assert layer.params["theta"] is not theta
+    with pytest.raises(ValueError, match=r"MemoryFunctional: rng must be a numpy.random.Generator "
+                                         r"to draw theta \(or give theta="):
+        MemoryFunctional(3, 2, None)
+    with pytest.raises(ValueError, match=r"given theta must have shape \(3, 2, 3\), got \(3, 3, 2\)"):
+        MemoryFunctional(3, 2, None, theta=theta.transpose(0, 2, 1))
+
+
 # -- FTM Elman RNN -----------------------------------------------------------------------
+
+def test_functional_rnn_given_draws(rng):
+    """All four draws given: no rng needed, and the layer equals one built from an rng
+    whose draws are given back to it."""
+    drawn = FunctionalRNN(3, 4, "F20", np.random.default_rng(3), recurrent_function="F18")
+    given = FunctionalRNN(3, 4, "F20", None, recurrent_function="F18",
+                          theta_x=drawn.params["theta_x"], theta_h=drawn.params["theta_h"],
+                          signs_x=drawn.input_ftm.signs, signs_h=drawn.recurrent_ftm.signs)
+    x = rng.standard_normal((3, 2, 3))
+    np.testing.assert_array_equal(given.forward(x)[0], drawn.forward(x)[0])
+    with pytest.raises(ValueError, match="to draw signs"):
+        FunctionalRNN(3, 4, "F20", None, theta_x=drawn.params["theta_x"],
+                      theta_h=drawn.params["theta_h"])
+
 
 @pytest.mark.parametrize("function,recurrent,T", [("F03", None, 1), ("F03", None, 4),
                                                   ("F12", None, 4), ("F16", "F19", 4),
@@ -189,5 +247,5 @@ def test_functional_rnn_params_are_the_ftm_arrays(rng):
     assert layer.input_ftm.signs is not None and set(layer.params) == {"theta_x", "theta_h", "b"}
     with pytest.raises(ValueError, match=r"x must have shape \(T, N, 3\)"):
         layer.forward(np.zeros((2, 3)))
-    with pytest.raises(ValueError, match="n_hidden must be a positive int"):
+    with pytest.raises(ValueError, match="FunctionalRNN: n_hidden must be >= 1, got 0"):
         FunctionalRNN(3, 0, "F03", rng)
