@@ -7,18 +7,18 @@ code and the deviations are in this package's README.md.
 """
 
 from . import kernels
-from .algorithm import HSICBottleneck
+from .algorithm import FOLLOW, HSICBottleneck
 from .format import HSICFormat, HSICSigmaCombined, combined_format_setup, format_setup
 from .metrics import (class_means, fit_unit_mapping, greedy_unit_accuracy, greedy_unit_mapping,
                       hungarian_accuracy, linear_probe_accuracy, mapped_accuracy)
-from .models import (backward_layers, forward_layers, hsic_mlp, hsic_resconv, init_running_stats,
-                     recompute_running_stats, split_blocks, torch_default_init,
-                     update_running_stats, uses_stats)
+from .models import (backward_layers, block_keys, forward_layers, hsic_mlp, hsic_resconv,
+                     init_running_stats, recompute_running_stats, running_stats_items,
+                     split_blocks, torch_default_init, update_running_stats, uses_stats)
 from . import checks  # noqa: E402,F401  (registers the derivative self-checks)
 
-__all__ = ["HSICBottleneck", "kernels", "HSICFormat", "format_setup", "HSICSigmaCombined",
+__all__ = ["HSICBottleneck", "FOLLOW", "kernels", "HSICFormat", "format_setup", "HSICSigmaCombined",
            "combined_format_setup", "class_means", "greedy_unit_mapping", "greedy_unit_accuracy",
            "fit_unit_mapping", "mapped_accuracy", "hungarian_accuracy", "linear_probe_accuracy",
-           "torch_default_init", "hsic_mlp", "hsic_resconv", "split_blocks", "uses_stats",
-           "init_running_stats", "forward_layers", "backward_layers", "update_running_stats",
-           "recompute_running_stats"]
+           "torch_default_init", "hsic_mlp", "hsic_resconv", "split_blocks", "block_keys",
+           "uses_stats", "init_running_stats", "running_stats_items", "forward_layers",
+           "backward_layers", "update_running_stats", "recompute_running_stats"]

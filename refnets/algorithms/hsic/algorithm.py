@@ -68,11 +68,26 @@ from ...layers.base import check_array
 from ...losses import one_hot
 from ...optim import SGD
 from . import kernels as hk
-from ..base import Algorithm, StepResult, check_loss_finite
+from ...validation import check_bool, check_choice, check_input, check_number
+from ..base import Algorithm, StepResult, as_recorder, check_given, check_loss_finite
 from .models import (backward_layers, forward_layers, hsic_mlp, init_running_stats,
-                          recompute_running_stats, split_blocks, update_running_stats)
+                     recompute_running_stats, running_stats_items, split_blocks,
+                     update_running_stats)
 
-__all__ = ["HSICBottleneck"]
+__all__ = ["HSICBottleneck", "FOLLOW"]
+
+
+def _forward_all_update_stats(model, x, running):
+    """One training-mode forward of the whole model; every batch norm's statistics updated."""
+    _, caches = forward_layers(model, 0, len(model.layers), x)
+    return update_running_stats(model, 0, len(model.layers), running, caches)
+
+
+#: ``follow=`` presets: the switches that reproduce an authors' codebase where refnets'
+#: default differs from it by convention (README section 6).
+FOLLOW = {
+    "choasma/HSIC-bottleneck": {"running_stats_updates": "every_forward"},
+}
 
 
 class HSICBottleneck(Algorithm):
@@ -110,44 +125,75 @@ class HSICBottleneck(Algorithm):
         the squared distance to each class's mean output (nearest centroid;
         needs no one-unit-per-class structure). Both use only
         ``state['class_means']`` from training batches.
+    running_stats_updates : {'per_block', 'every_forward'}, optional
+        When the batch-norm running statistics (HSIC-10) are updated.
+        'per_block' (refnets' default): once per batch, from the training-mode
+        forward of each block that feeds the next block (after the block's
+        update). 'every_forward' (the authors' ``hsic_train``): at each of
+        their L + 1 full forward passes per batch -- one before the block
+        loop, then one before each block's update, every batch norm each time
+        -- which costs L + 1 full forwards per batch.
+    follow : {None, 'choasma/HSIC-bottleneck'}
+        A preset of the switches above that reproduces the named codebase
+        (see ``FOLLOW``); a switch given explicitly wins over the preset.
+
+    Notes
+    -----
+    The HSIC bottleneck draws nothing at random: ``init_state`` and ``step``
+    accept no given values (an unknown keyword raises) and run with
+    ``rng=None``. ``step(..., record=Recorder())`` records the trace keys
+    listed in the package README (section 2).
     """
 
     name = "hsic"
 
+    #: given-value keywords of init_state and step (none: nothing is drawn)
+    given_init = ()
+    given_step = ()
+
     def __init__(self, n_classes, sigma=6.0, beta=1000.0, lr=1e-3, weight_decay=1e-3,
                  eps=hk.NHSIC_EPS, parallel=False, optimizer=None, scale_by_dim=True,
-                 mapping_momentum=0.1, readout="hungarian"):
+                 mapping_momentum=0.1, readout="hungarian", running_stats_updates=None,
+                 follow=None):
         super().__init__()
         where = "HSICBottleneck"
-        if not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
-            raise ValueError(f"{where}: n_classes must be an int >= 2, got {n_classes!r}")
-        for name, v in (("sigma", sigma), ("eps", eps)):
-            if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and v > 0):
-                raise ValueError(f"{where}: {name} must be a positive finite number, got {v!r}")
-        if not (isinstance(beta, (int, float, np.number)) and np.isfinite(beta) and beta >= 0):
-            raise ValueError(f"{where}: beta must be a finite number >= 0, got {beta!r}")
-        if not (np.isfinite(mapping_momentum) and 0 < mapping_momentum <= 1):
-            raise ValueError(f"{where}: mapping_momentum must be in (0, 1], "
-                             f"got {mapping_momentum!r}")
-        if readout not in ("hungarian", "centroid"):
-            raise ValueError(f"{where}: readout must be 'hungarian' or 'centroid', got {readout!r}")
-        if optimizer is not None and not callable(getattr(optimizer, "update", None)):
+        self.n_classes = check_number(n_classes, "n_classes", where, low=2, integer=True)
+        self.sigma = check_number(sigma, "sigma", where, low=0, low_open=True)
+        self.beta = check_number(beta, "beta", where, low=0)
+        self.eps = check_number(eps, "eps", where, low=0, low_open=True)
+        self.mapping_momentum = check_number(mapping_momentum, "mapping_momentum", where,
+                                             low=0, low_open=True, high=1)
+        self.parallel = check_bool(parallel, "parallel", where)
+        self.scale_by_dim = check_bool(scale_by_dim, "scale_by_dim", where)
+        self.readout = check_choice(readout, "readout", ("hungarian", "centroid"), where)
+        self.follow = None if follow is None else check_choice(follow, "follow", tuple(FOLLOW),
+                                                               where)
+        preset = FOLLOW.get(self.follow, {})
+        if running_stats_updates is None:
+            running_stats_updates = preset.get("running_stats_updates", "per_block")
+        self.running_stats_updates = check_choice(running_stats_updates, "running_stats_updates",
+                                                  ("per_block", "every_forward"), where)
+        if optimizer is None:
+            lr = check_number(lr, "lr", where, low=0, low_open=True)
+            weight_decay = check_number(weight_decay, "weight_decay", where, low=0)
+            optimizer = SGD(lr, weight_decay=weight_decay)
+        elif not callable(getattr(optimizer, "update", None)):
             raise ValueError(f"{where}: optimizer must have an update(params, grads) method, "
                              f"got {type(optimizer).__name__}")
-        self.n_classes = int(n_classes)
-        self.sigma, self.beta, self.eps = float(sigma), float(beta), float(eps)
-        self.parallel, self.scale_by_dim = bool(parallel), bool(scale_by_dim)
-        self.mapping_momentum = float(mapping_momentum)
-        self.readout = readout
-        self.optimizer = SGD(lr, weight_decay=weight_decay) if optimizer is None else optimizer
+        self.optimizer = optimizer
 
     def __repr__(self):
         return (f"HSICBottleneck(n_classes={self.n_classes}, sigma={self.sigma}, beta={self.beta}, "
-                f"parallel={self.parallel}, optimizer={self.optimizer!r})")
+                f"parallel={self.parallel}, optimizer={self.optimizer!r}, "
+                f"running_stats_updates={self.running_stats_updates!r})")
 
     # -- state ----------------------------------------------------------------
-    def init_state(self, model, rng):
-        """Block ranges, batch-norm running statistics and the unit-class statistics."""
+    def init_state(self, model, rng, record=None, **given):
+        """Block ranges, batch-norm running statistics and the unit-class statistics.
+
+        Nothing is drawn (``rng`` may be None); no given values are accepted.
+        """
+        check_given(given, self.given_init, "HSICBottleneck.init_state")
         blocks = split_blocks(model)
         return {"blocks": blocks, "running_stats": init_running_stats(model),
                 "class_means": None, "class_seen": np.zeros(self.n_classes, dtype=bool),
@@ -158,10 +204,15 @@ class HSICBottleneck(Algorithm):
         return model.params() if self.parallel else {}
 
     # -- kernels of one batch ---------------------------------------------------
+    def _kernel_nocco(self, A):
+        """(K_A, R_A) for data A (m, ...) flattened to (m, d) (HSIC-1, HSIC-3)."""
+        A = A.reshape(A.shape[0], -1)
+        K = hk.gaussian_kernel(A, self.sigma, self.scale_by_dim)
+        return K, hk.nocco(K, self.eps)[0]
+
     def _nocco_of(self, A):
         """R_A for data A (m, ...) flattened to (m, d)."""
-        A = A.reshape(A.shape[0], -1)
-        return hk.nocco(hk.gaussian_kernel(A, self.sigma, self.scale_by_dim), self.eps)[0]
+        return self._kernel_nocco(A)[1]
 
     def _labels(self, y, m, where):
         y = np.asarray(y)
@@ -172,13 +223,17 @@ class HSICBottleneck(Algorithm):
         y = check_array(y, "y", shape=(m, self.n_classes), where=where)
         return y, np.argmax(y, axis=1)
 
-    def block_objective(self, z, RX, RY):
+    def block_objective(self, z, RX, RY, record=None, key=None):
         """J_k, its parts and dJ_k/dZ_k for a block output ``z`` (HSIC-5..7).
 
         Parameters
         ----------
         z : ndarray of shape (m, ...), the block output
         RX, RY : ndarray of shape (m, m), NOCCO operators of the input and labels
+        record : Recorder, optional
+            Receives ``"{key}.K_Z"``, ``"{key}.M"``, ``"{key}.R_Z"``, ``"{key}.G"``
+            (each (m, m)) and ``"{key}.dZ"`` (m, d_k) when given.
+        key : int, the model index of the block's last layer (trace keys)
 
         Returns
         -------
@@ -195,11 +250,24 @@ class HSICBottleneck(Algorithm):
         T = RX - self.beta * RY                                  # (HSIC-5)
         G = hk.nhsic_grad_kernel(M, T, self.eps)                 # (HSIC-6) eps m (H M T M)^T
         dZ = hk.gaussian_kernel_backward(G, K, Z, s)             # (HSIC-7) -(2/s) Lap(P) Z
+        if record is not None and record.active:
+            for name, value in (("K_Z", K), ("M", M), ("R_Z", RZ), ("G", G), ("dZ", dZ)):
+                record.put(f"{key}.{name}", value)
         return nx - self.beta * ny, nx, ny, dZ.reshape(z.shape)
 
     # -- one step -------------------------------------------------------------
-    def step(self, model, state, x, y, rng):
+    def step(self, model, state, x, y, rng=None, record=None, **given):
         """Train every block on its J_k for one batch; see the module docstring.
+
+        Parameters
+        ----------
+        model : Sequential of HSIC blocks
+        state : dict from :meth:`init_state`
+        x : ndarray of shape (m, ...), m >= 2; float32 and ints are upcast
+        y : int ndarray (m,) or one-hot ndarray (m, C)
+        rng : unused (nothing is drawn); may be None
+        record : Recorder, optional
+            Receives the trace keys of the package README (section 2).
 
         Returns
         -------
@@ -209,7 +277,9 @@ class HSICBottleneck(Algorithm):
             info = {'nhsic_x', 'nhsic_y', 'objective'}: arrays over blocks.
         """
         where = "HSICBottleneck.step"
-        x = check_array(x, "x", where=where)
+        check_given(given, self.given_step, where)
+        record = as_recorder(record)
+        x = check_input(x, "x", where, ndim=(2, 3, 4))
         m = x.shape[0]
         if m < 2:
             raise ValueError(f"{where}: the batch needs at least 2 samples (kernels and batch "
@@ -217,27 +287,54 @@ class HSICBottleneck(Algorithm):
                              f"batch is not a single sample")
         Y, labels = self._labels(y, m, where)
         state["steps"] += 1
-        RX, RY = self._nocco_of(x), self._nocco_of(Y)             # (HSIC-1..3) once per batch
+        KX, RX = self._kernel_nocco(x)                              # (HSIC-1..3) once per batch
+        KY, RY = self._kernel_nocco(Y)
+        if record.active:
+            for name, value in (("Y", Y), ("K_X", KX), ("R_X", RX), ("K_Y", KY), ("R_Y", RY),
+                                ("T", RX - self.beta * RY)):
+                record.put(name, value)
         blocks, running = state["blocks"], state["running_stats"]
+        every_forward = self.running_stats_updates == "every_forward"
+        if every_forward:                                         # authors' model(data) first
+            running = _forward_all_update_stats(model, x, running)
         own = model.params()
         n = len(blocks)
         nx, ny, J = np.empty(n), np.empty(n), np.empty(n)
         all_grads = {}
         h = x
         for b, (lo, hi) in enumerate(blocks):
+            k = hi - 1                                            # model index of Z_k's layer
+            if every_forward:                                     # authors: a full forward per block
+                running = _forward_all_update_stats(model, x, running)
             z, caches = forward_layers(model, lo, hi, h)          # Z_k, batch statistics
-            J[b], nx[b], ny[b], dz = self.block_objective(z, RX, RY)
-            check_loss_finite(J[b], f"{where} {state['steps']} (block {b})")
+            J[b], nx[b], ny[b], dz = self.block_objective(z, RX, RY, record, k)
+            check_loss_finite(J[b], f"{where} {state['steps']} (block {b}, layer {k})")
             _, grads = backward_layers(model, lo, hi, dz, caches)   # (HSIC-8) dZ_{k-1} discarded
+            if record.active:
+                record.put(f"{k}.Z", z.reshape(m, -1))
+                for name, value in (("nhsic_x", nx[b]), ("nhsic_y", ny[b]), ("J", J[b])):
+                    record.put(f"{k}.{name}", value)
+                for key, g in grads.items():
+                    record.put(f"{key}_grad", g)
             if self.parallel:
                 all_grads.update(grads)                           # (HSIC-9a)
             else:
                 self.optimizer.update({key: own[key] for key in grads}, grads)   # (HSIC-9)
                 z, caches = forward_layers(model, lo, hi, h)      # updated block feeds k+1
-            running = update_running_stats(model, lo, hi, running, caches)    # (HSIC-10)
+                if record.active:
+                    record.put(f"{k}.Z_after", z.reshape(m, -1))
+                    for key in grads:
+                        record.put(f"{key}_after", own[key])
+            if not every_forward:
+                running = update_running_stats(model, lo, hi, running, caches)    # (HSIC-10)
             h = z
         state["running_stats"] = running
+        if record.active:
+            for key, value in running_stats_items(running):
+                record.put(key, value)
         self._update_class_means(state, h.reshape(m, -1), labels)
+        if record.active:
+            record.put("class_means", state["class_means"])
         return StepResult(loss=float(J.sum()), grads=all_grads,
                           info={"nhsic_x": nx, "nhsic_y": ny, "objective": J})
 
@@ -277,8 +374,9 @@ class HSICBottleneck(Algorithm):
             any batch size). 'batch': the batch's own statistics (the authors'
             unformatted evaluation; needs a large batch).
         """
-        if bn not in ("running", "batch"):
-            raise ValueError(f"HSICBottleneck.features: bn must be 'running' or 'batch', got {bn!r}")
+        where = "HSICBottleneck.features"
+        check_choice(bn, "bn", ("running", "batch"), where)
+        x = check_input(x, "x", where, ndim=(2, 3, 4))
         stats = state["running_stats"] if bn == "running" else None
         return forward_layers(model, 0, len(model.layers), x, stats)[0]
 

@@ -33,7 +33,9 @@ from ...layers.normalization import BatchNorm
 from ...losses import softmax_cross_entropy
 from ...models import Sequential
 from ...optim import SGD, Momentum
-from ..base import Algorithm, StepResult, backprop_gradients, check_loss_finite
+from ...validation import check_choice, check_input
+from ..base import (Algorithm, Recorder, StepResult, as_recorder,
+                    backprop_gradients, check_given, check_loss_finite)
 from .algorithm import HSICBottleneck
 
 __all__ = ["HSICFormat", "format_setup", "HSICSigmaCombined", "combined_format_setup"]
@@ -54,6 +56,8 @@ class HSICFormat(Algorithm):
     ``step`` returns the exact gradient of the loss w.r.t. its parameters
     (it *is* backprop, through the output layer only), so
     ``info['cosine_to_backprop']`` would be 1 by construction and is omitted.
+    Nothing is drawn: no given values, ``rng`` may be None. Trace keys:
+    ``"F"`` (the frozen features, (N, D)) and ``"logits"`` (N, C).
     """
 
     name = "hsic_format"
@@ -64,14 +68,27 @@ class HSICFormat(Algorithm):
             raise ValueError(f"HSICFormat: features must be callable, got {features!r}")
         self.features = features
 
-    def step(self, model, state, x, y, rng):
-        """Cross-entropy gradient of the output layer on frozen features."""
-        loss, grads, _ = backprop_gradients(model, self.features(x), y, self.loss)
-        check_loss_finite(loss, "HSICFormat.step")
+    def init_state(self, model, rng, record=None, **given):
+        """No state; nothing is drawn."""
+        check_given(given, (), "HSICFormat.init_state")
+        return {}
+
+    def step(self, model, state, x, y, rng=None, record=None, **given):
+        """Cross-entropy gradient of the output layer on frozen features (HSIC-14)."""
+        where = "HSICFormat.step"
+        check_given(given, (), where)
+        record = as_recorder(record)
+        x = check_input(x, "x", where)
+        F = self.features(x)
+        loss, grads, logits = backprop_gradients(model, F, y, self.loss)
+        check_loss_finite(loss, where)
+        record.put("F", F)
+        record.put("logits", logits)
         return StepResult(loss=loss, grads=grads, info={})
 
     def predict(self, model, state, x):
         """Logits of the output layer on the frozen features."""
+        x = check_input(x, "x", "HSICFormat.predict")
         return model.forward(self.features(x))[0]
 
 
@@ -124,7 +141,10 @@ class HSICSigmaCombined(Algorithm):
     themselves inside ``step``; ``variables`` and ``grads`` are empty.
     ``predict`` averages the members' class scores (each member's own
     train-fitted readout); the proper combined classifier is the format stage
-    (:func:`combined_format_setup`).
+    (:func:`combined_format_setup`). Nothing is drawn: no given values,
+    ``rng`` may be None. Trace keys: member j's keys (those of
+    :class:`~refnets.algorithms.hsic.algorithm.HSICBottleneck`) prefixed
+    ``"member{j}/"``.
     """
 
     name = "hsic_sigma_combined"
@@ -137,28 +157,33 @@ class HSICSigmaCombined(Algorithm):
                              f"HSICBottleneck, got {algorithms!r}")
         if any(a.parallel for a in algorithms):
             raise ValueError("HSICSigmaCombined: members must use sequential mode (parallel=False)")
-        if combine not in ("mean", "concat"):
-            raise ValueError(f"HSICSigmaCombined: combine must be 'mean' or 'concat', got {combine!r}")
-        self.members, self.combine = algorithms, combine
+        self.members = algorithms
+        self.combine = check_choice(combine, "combine", ("mean", "concat"), "HSICSigmaCombined")
 
     def _check(self, model):
         if not isinstance(model, (list, tuple)) or len(model) != len(self.members):
             raise ValueError(f"HSICSigmaCombined: model must be a list of {len(self.members)} "
                              f"networks, got {type(model).__name__}")
 
-    def init_state(self, model, rng):
+    def init_state(self, model, rng, record=None, **given):
+        """One HSIC state per member; nothing is drawn."""
+        check_given(given, (), "HSICSigmaCombined.init_state")
         self._check(model)
         return {"members": [a.init_state(m, rng) for a, m in zip(self.members, model)]}
 
     def variables(self, model, state):
         return {}
 
-    def step(self, model, state, x, y, rng):
+    def step(self, model, state, x, y, rng=None, record=None, **given):
         """Train every member on this batch; info keys carry the member's sigma."""
+        where = "HSICSigmaCombined.step"
+        check_given(given, (), where)
+        record = as_recorder(record)
         self._check(model)
+        x = check_input(x, "x", where, ndim=(2, 3, 4))
         loss, info = 0.0, {}
-        for a, m, st in zip(self.members, model, state["members"]):
-            res = a.step(m, st, x, y, rng)
+        for j, (a, m, st) in enumerate(zip(self.members, model, state["members"])):
+            res = a.step(m, st, x, y, rng, record=_Prefixed(record, f"member{j}/"))
             loss += res.loss
             for key, value in res.info.items():
                 info[f"{key}_sigma{a.sigma:g}"] = value
@@ -204,3 +229,17 @@ def combined_format_setup(models, combined, state, n_classes, rng, lr=0.004, mom
     model = Sequential([BatchNorm(width), Dense(width, n_classes, rng)])
     return Setup(model, HSICFormat(features),
                  Momentum(lr, momentum=momentum, weight_decay=weight_decay))
+
+
+class _Prefixed(Recorder):
+    """Forwards ``put`` to another recorder with every key prefixed (member traces)."""
+
+    def __init__(self, inner, prefix):
+        self.inner, self.prefix = inner, prefix
+        self.active = inner.active
+
+    def put(self, key, value):
+        self.inner.put(self.prefix + key, value)
+
+    def draw(self, name, key, value):
+        self.inner.draw(name, self.prefix + key, value)

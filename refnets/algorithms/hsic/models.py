@@ -34,9 +34,9 @@ from ...layers.pooling import Flatten
 from ...layers.residual import Residual
 from ...models import Sequential
 
-__all__ = ["torch_default_init", "hsic_mlp", "hsic_resconv", "split_blocks", "uses_stats",
-           "init_running_stats", "forward_layers", "backward_layers", "update_running_stats",
-           "recompute_running_stats"]
+__all__ = ["torch_default_init", "hsic_mlp", "hsic_resconv", "split_blocks", "block_keys",
+           "uses_stats", "init_running_stats", "running_stats_items", "forward_layers",
+           "backward_layers", "update_running_stats", "recompute_running_stats"]
 
 
 def torch_default_init(shape, rng):
@@ -160,6 +160,34 @@ def split_blocks(model):
             raise ValueError(f"split_blocks: block of layers {lo}..{hi - 1} has no parameters "
                              f"({model.layers[lo:hi]!r}); every HSIC block needs weights")
     return blocks
+
+
+def block_keys(model):
+    """The model layer index k of each block's last layer, in block order.
+
+    Block b's trace entries (its output Z, kernel K_Z, nHSIC terms, ...) are
+    keyed ``"{k}.{name}"`` with ``k = block_keys(model)[b]``: the index of the
+    layer whose output is Z_b (``hi - 1`` of :func:`split_blocks`).
+    """
+    return [hi - 1 for _, hi in split_blocks(model)]
+
+
+def running_stats_items(running_stats):
+    """Flat ``[("{k}.running_mean", array), ("{k}.running_var", array), ...]``.
+
+    ``running_stats`` is ``{k: {"mean", "var"}}`` (k the model layer index); a
+    residual layer's nested ``{k: {i: {"mean", "var"}}}`` gives
+    ``"{k}.{i}.running_mean"`` (i the index inside its branch), like its
+    parameters ``"{k}.{i}.W"``.
+    """
+    items = []
+    for k in sorted(running_stats):
+        stats = running_stats[k]
+        if set(stats) == {"mean", "var"}:
+            items += [(f"{k}.running_mean", stats["mean"]), (f"{k}.running_var", stats["var"])]
+        else:
+            items += [(f"{k}.{key}", value) for key, value in running_stats_items(stats)]
+    return items
 
 
 def uses_stats(layer):

@@ -11,6 +11,7 @@ from refnets.gradcheck import assert_close, numerical_gradient
 from refnets.layers import Dense, Identity
 from refnets.models import Sequential
 from refnets.optim import SGD
+from refnets.validation import DivergenceError
 
 
 def tiny_problem(rng, sizes=(6, 5, 4, 3), m=12):
@@ -252,12 +253,25 @@ def test_bad_input(rng):
 
 
 def test_divergence_names_the_step(rng):
+    """A non-finite weight (a diverged run) is a DivergenceError naming step and block."""
     model, x, y = tiny_problem(rng)
     algo = HSICBottleneck(n_classes=3)
     state = algo.init_state(model, rng)
-    x[0, 0] = np.nan
-    with pytest.raises(FloatingPointError, match=r"step 1 \(block 0\)"):
+    algo.step(model, state, x, y, rng)
+    model.params()["3.W"][0, 0] = np.nan
+    with pytest.raises(DivergenceError, match=r"step 2 \(block 1, layer 5\)"):
         algo.step(model, state, x, y, rng)
+
+
+def test_non_finite_data_is_bad_input_not_divergence(rng):
+    model, x, y = tiny_problem(rng)
+    algo = HSICBottleneck(n_classes=3)
+    state = algo.init_state(model, rng)
+    x[2, 1] = np.inf
+    with pytest.raises(ValueError, match=r"HSICBottleneck.step: x contains a non-finite value "
+                                         r"\(inf\) at index \(2, 1\)"):
+        algo.step(model, state, x, y, rng)
+    assert state["steps"] == 0
 
 
 def test_nhsic_plane_moves_on_fashion_mnist():
