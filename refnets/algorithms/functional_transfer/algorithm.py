@@ -49,7 +49,7 @@ from ...layers.functional.dense import (DEFAULT_MAX_ELEMENTS, FunctionalDense, g
                                         given_or_drawn)
 from ...layers.functional.recurrent import FunctionalRNN, MemoryFunctional
 from ...models import Sequential
-from ...validation import check_choice, check_input, check_number
+from ...validation import check_bool, check_choice, check_input, check_number
 from ..base import (Algorithm, StepResult, as_recorder, check_given, check_loss_finite)
 
 __all__ = ["DEFAULT_FUNCTION", "FOLLOW", "ftnn", "FunctionalTransfer", "train_layerwise",
@@ -294,6 +294,11 @@ class FunctionalTransfer(Algorithm):
         return StepResult(loss=loss, grads=grads, info=info)
 
 
+    def predict(self, model, state, x):
+        """Network output (logits) for ``x``, checked and converted to float64 first."""
+        return model.forward(check_input(x, "x", "FunctionalTransfer.predict"))[0]
+
+
 def _record_layer(record, k, layer, cache, dy, dx):
     """Trace keys of model layer k on the way down (README section 2)."""
     if isinstance(layer, FunctionalDense):
@@ -408,6 +413,10 @@ def train_ftnn(sizes, data, rng, function=DEFAULT_FUNCTION, activation="tanh", e
     from ...optim import Adam
     from ...training import train
 
+    where = "train_ftnn"
+    check_number(epochs, "epochs", where, low=0, integer=True)
+    check_number(batch_size, "batch_size", where, low=1, integer=True)
+    check_bool(layerwise, "layerwise", where)
     make_optimizer = make_optimizer or (lambda: Adam(lr=2e-3))
     algorithm = FunctionalTransfer(grad_clip=grad_clip)
     if layerwise:

@@ -204,6 +204,24 @@ def test_step_input_validation(rng):
         np.testing.assert_array_equal(res.grads[key], g)
 
 
+def test_predict_and_train_ftnn_validation(rng):
+    net, x, _ = _case(rng, "F03")
+    algo = FunctionalTransfer()
+    out = algo.predict(net, {}, x.astype(np.float32))
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, algo.predict(net, {}, x.astype(np.float32).astype(float)))
+    with pytest.raises(ValueError, match=r"x contains a non-finite value \(inf\) at index \(0, 0\)"):
+        algo.predict(net, {}, np.full((2, 3), np.inf))
+    from refnets.algorithms.functional_transfer import train_ftnn
+    data = (x, np.zeros(5, dtype=int))
+    with pytest.raises(ValueError, match="train_ftnn: epochs must be an integer, got '3'"):
+        train_ftnn([3, 2], data, rng, epochs="3")
+    with pytest.raises(ValueError, match="train_ftnn: batch_size must be >= 1, got 0"):
+        train_ftnn([3, 2], data, rng, batch_size=0)
+    with pytest.raises(ValueError, match="train_ftnn: layerwise must be True or False, got 1"):
+        train_ftnn([3, 2], data, rng, layerwise=1)
+
+
 def test_layer_types_in_a_model_are_functional_or_dense(rng):
     net, _, _ = _case(rng, "F03", output="dense")
     assert isinstance(net[0], FunctionalDense) and isinstance(net[2], Dense)
