@@ -45,15 +45,27 @@ from ...layers.dense import Dense
 from ...losses import softmax_cross_entropy
 from ...selfcheck import register_check
 from . import rules
-from ..base import Algorithm, StepResult, check_loss_finite
-from .net import (backward_net, forward_net, is_weight_layer, update_decorrelators,
-                               weight_layer_indices)
+from ...validation import check_bool, check_choice, check_number
+from ..base import NULL_RECORDER, check_given, check_loss_finite, given_or_draw
+from .net import (NO_RNG_NEEDED, DecorrelatedRule, backward_net, forward_net, is_weight_layer,
+                  weight_layer_indices)
 
-__all__ = ["MODES", "Decorrelation", "as_decorrelation", "DecorrelatedBackprop",
-           "weight_layer_indices"]
+__all__ = ["MODES", "SUB_BATCHES", "FOLLOW", "Decorrelation", "as_decorrelation",
+           "DecorrelatedBackprop", "weight_layer_indices"]
 
 #: The named update rules of R.
 MODES = ("scaled", "offdiag", "whiten", "zca", "foldiak")
+
+#: How many rows the R rule sees (DEC-13): refnets' ``"at-least-d"`` or the authors' ``"fraction"``.
+SUB_BATCHES = ("at-least-d", "fraction")
+
+#: Presets that follow a revision of the authors' code (``nasiryahm/CorrelationsRuinGD``)
+#: where refnets' default differs by convention (README section 6).
+FOLLOW = {
+    "crgd-head": {"sub_batch": "fraction", "center": True, "legacy_head_dense": True},
+    "crgd-iclr": {"sub_batch": "fraction", "center": False, "legacy_head_dense": False},
+}
+_DEFAULTS = {"sub_batch": "at-least-d", "center": True, "legacy_head_dense": False}
 
 
 class Decorrelation:
@@ -67,12 +79,15 @@ class Decorrelation:
     lr : float >= 0
         eta. Stable only while eta * lambda_max(C_z) << 1: scale it with the
         input power (``suggest_decor_lr``). 0 freezes R.
-    center : bool
+    center : bool, default True
         Subtract the batch mean (train) / running mean (eval) before R. The
         authors' latest code always centres; their paper-era 'scaled' did not.
     sample_frac : float in (0, 1]
         f: the first floor(f N) + 1 rows form the sub-batch (authors'
-        ``perc_samples``), at least ``min(N, d)`` rows.
+        ``perc_samples``); with ``sub_batch='at-least-d'`` at least ``min(N, d)``.
+    sub_batch : {'at-least-d', 'fraction'}, default 'at-least-d'
+        'fraction': exactly the authors' k_S = min(N, floor(f N) + 1) rows (conv:
+        images), even when that leaves C_z rank-deficient (DEC-13).
     mean_momentum : float in (0, 1]
         m of the running mean (and of zca's running covariance).
     guard : bool
@@ -84,35 +99,41 @@ class Decorrelation:
         ||R||_F above this raises FloatingPointError (default 1e6 sqrt(d)).
     zca_eps : float
         Relative eigenvalue floor of mode 'zca'.
-    legacy_head_dense : bool
+    legacy_head_dense : bool, default False
         Dense layers use the authors' HEAD orientation z = R^T (h - mu).
+    follow : {'crgd-head', 'crgd-iclr'}, optional
+        Set ``sub_batch``, ``center`` and ``legacy_head_dense`` as that revision of
+        the authors' code does (see :data:`FOLLOW`); keywords passed explicitly win.
     """
 
-    def __init__(self, mode="scaled", lr=1e-3, center=True, sample_frac=0.1, mean_momentum=0.1,
-                 guard=True, var_tol=1e-12, max_norm=None, zca_eps=1e-5, legacy_head_dense=False):
+    def __init__(self, mode="scaled", lr=1e-3, center=None, sample_frac=0.1, mean_momentum=0.1,
+                 guard=True, var_tol=1e-12, max_norm=None, zca_eps=1e-5, legacy_head_dense=None,
+                 sub_batch=None, follow=None):
         where = "Decorrelation"
-        if mode not in MODES:
-            raise ValueError(f"{where}: mode must be one of {MODES}, got {mode!r}")
-        if not (isinstance(lr, (int, float, np.floating)) and np.isfinite(lr) and lr >= 0):
-            raise ValueError(f"{where}: lr must be a finite number >= 0, got {lr!r}")
-        if not (isinstance(sample_frac, (int, float)) and 0 < sample_frac <= 1):
-            raise ValueError(f"{where}: sample_frac must lie in (0, 1], got {sample_frac!r}")
-        if not (isinstance(mean_momentum, (int, float)) and 0 < mean_momentum <= 1):
-            raise ValueError(f"{where}: mean_momentum must lie in (0, 1], got {mean_momentum!r}")
-        if not (var_tol >= 0 and np.isfinite(var_tol)):
-            raise ValueError(f"{where}: var_tol must be a finite number >= 0, got {var_tol!r}")
-        if max_norm is not None and not max_norm > 0:
-            raise ValueError(f"{where}: max_norm must be > 0 or None, got {max_norm!r}")
-        if not zca_eps >= 0:
-            raise ValueError(f"{where}: zca_eps must be >= 0, got {zca_eps!r}")
-        self.mode, self.lr, self.center = mode, float(lr), bool(center)
-        self.sample_frac, self.mean_momentum = float(sample_frac), float(mean_momentum)
-        self.guard, self.var_tol, self.max_norm = bool(guard), float(var_tol), max_norm
-        self.zca_eps, self.legacy_head_dense = float(zca_eps), bool(legacy_head_dense)
+        self.mode = check_choice(mode, "mode", MODES, where)
+        self.lr = check_number(lr, "lr", where, low=0)
+        self.sample_frac = check_number(sample_frac, "sample_frac", where, low=0, high=1,
+                                        low_open=True)
+        self.mean_momentum = check_number(mean_momentum, "mean_momentum", where, low=0, high=1,
+                                          low_open=True)
+        self.guard = check_bool(guard, "guard", where)
+        self.var_tol = check_number(var_tol, "var_tol", where, low=0)
+        self.max_norm = (None if max_norm is None
+                         else check_number(max_norm, "max_norm", where, low=0, low_open=True))
+        self.zca_eps = check_number(zca_eps, "zca_eps", where, low=0)
+        self.follow = None if follow is None else check_choice(follow, "follow", tuple(FOLLOW), where)
+        switches = dict(_DEFAULTS, **(FOLLOW[follow] if follow is not None else {}))
+        given = {"sub_batch": sub_batch, "center": center, "legacy_head_dense": legacy_head_dense}
+        switches.update({key: v for key, v in given.items() if v is not None})
+        self.sub_batch = check_choice(switches["sub_batch"], "sub_batch", SUB_BATCHES, where)
+        self.center = check_bool(switches["center"], "center", where)
+        self.legacy_head_dense = check_bool(switches["legacy_head_dense"], "legacy_head_dense",
+                                            where)
 
     def __repr__(self):
+        extra = "" if self.follow is None else f", follow={self.follow!r}"
         return (f"Decorrelation(mode={self.mode!r}, lr={self.lr}, center={self.center}, "
-                f"sample_frac={self.sample_frac})")
+                f"sample_frac={self.sample_frac}, sub_batch={self.sub_batch!r}{extra})")
 
     # ------------------------------------------------------------------ state
     def init_layer(self, layer):
@@ -129,10 +150,36 @@ class Decorrelation:
             st["M"] = np.zeros((d, d))
         return st
 
-    def init_state(self, model):
-        """One decorrelator state per Dense/Conv2D layer, None for the others."""
-        return [self.init_layer(layer) if is_weight_layer(layer) else None
-                for layer in model.layers]
+    def init_state(self, model, rng=None, record=None, **given):
+        """The decorrelators of every Dense/Conv2D layer k, one flat dict.
+
+        Keys ``"{k}.R"`` (default I), ``"{k}.running_mean"`` (default 0),
+        ``"{k}.updates"`` (0) and, for mode 'foldiak', ``"{k}.M"`` (0).
+
+        Parameters
+        ----------
+        model : Sequential
+        rng : ignored (nothing here is random); accepted for the common signature
+        record : Recorder, optional
+        R, running_mean : dict, optional
+            Given initial values ``{"{k}.R": (d, d)}``, ``{"{k}.running_mean": (d,)}``
+            (conv: ``(C_in,)``), e.g. another implementation's state.
+        """
+        from ..base import as_recorder
+        where = "Decorrelation.init_state"
+        check_given(given, ("R", "running_mean"), where)
+        record = as_recorder(record)
+        state = {}
+        for k, layer in enumerate(model.layers):
+            if not is_weight_layer(layer):
+                continue
+            st = self.init_layer(layer)
+            for name in ("R", "running_mean"):
+                default = st[name]
+                st[name] = given_or_draw(given, name, f"{k}.{name}", default.shape,
+                                         lambda _, v=default: v, NO_RNG_NEEDED, record, where)
+            state.update({f"{k}.{name}": value for name, value in st.items()})
+        return state
 
     # ---------------------------------------------------------------- forward
     def _mean(self, h, st, train, mu, axes):
@@ -145,7 +192,7 @@ class Decorrelation:
             return h.mean(axis=axes), True
         return st["running_mean"], False
 
-    def forward(self, layer, h, st, train=True, params=None, mu=None):
+    def forward(self, layer, h, st, train=True, params=None, mu=None, record=NULL_RECORDER, k=None):
         """a = W R (h - mu) + b for one Dense or Conv2D layer.
 
         Parameters
@@ -201,6 +248,9 @@ class Decorrelation:
             st["running_mean"] = (1 - m) * st["running_mean"] + m * mu_used     # (DEC-1)
         cache.update({"decorrelated": True, "h": h, "hc": hc, "z": z, "R": R, "mu": mu_used,
                       "mean_grad": through})
+        if record.active and k is not None:
+            for name in ("h", "mu", "R", "z"):
+                record.put(f"{k}.{name}", cache[name])
         return a, cache
 
     # --------------------------------------------------------------- backward
@@ -240,23 +290,45 @@ class Decorrelation:
         return dhc
 
     # ----------------------------------------------------------------- update
-    def _sub_batch(self, layer, cache):
-        """(Z_s, H_raw_s, Hc_s): the first k samples (rows) of z, raw h and centred h (DEC-13)."""
+    def sub_batch_size(self, layer, cache):
+        """k_S of DEC-13: samples (dense) or images (conv) the rule sees by default."""
+        n, d = cache["h"].shape[0], cache["z"].shape[1]
+        k = int(self.sample_frac * n) + 1
+        if self.sub_batch == "at-least-d":
+            positions = cache["z"].shape[0] // n
+            k = max(k, -(-d // positions))          # dense: positions = 1, so k >= d
+        return min(n, k)
+
+    def sub_batch_rows(self, layer, cache):
+        """The default sub-batch: indices 0 .. k_S - 1 of the samples (conv: images)."""
+        return np.arange(self.sub_batch_size(layer, cache))
+
+    def _sub_batch(self, layer, cache, rows=None):
+        """(Z_s, H_raw_s, Hc_s): z, raw h and centred h on the sub-batch (DEC-13).
+
+        ``rows`` (int indices of samples, conv: of images) replaces the first k_S.
+        """
         h, z = cache["h"], cache["z"]
         n, d = h.shape[0], z.shape[1]
+        sel = slice(0, self.sub_batch_size(layer, cache)) if rows is None else np.asarray(rows)
         if isinstance(layer, Dense):
-            k = min(n, max(int(self.sample_frac * n) + 1, d))
-            hc_s = cache["hc"][:k]
-            return z[:k], h[:k], hc_s
+            return z[sel], h[sel], cache["hc"][sel]
         positions = z.shape[0] // n
-        k = min(n, max(int(self.sample_frac * n) + 1, -(-d // positions)))
         kh, kw = layer.kernel_size
-        raw = im2col(h[:k], kh, kw, layer.stride, layer.padding)    # un-centred, zero-padded
-        rows = k * positions
-        return z[:rows], raw, cache["cols"][:rows]
+        raw = im2col(h[sel], kh, kw, layer.stride, layer.padding)    # un-centred, zero-padded
+        if rows is None:
+            m = sel.stop * positions
+            return z[:m], raw, cache["cols"][:m]
+        return (z.reshape(n, positions, d)[sel].reshape(-1, d), raw,
+                cache["cols"].reshape(n, positions, d)[sel].reshape(-1, d))
 
-    def update(self, layer, st, cache, where="Decorrelation.update"):
+    def update(self, layer, st, cache, where="Decorrelation.update", rows=None,
+               record=NULL_RECORDER, k=None):
         """Apply the rule of ``mode`` to ``st['R']`` from one training forward's cache.
+
+        ``rows`` (int indices) replaces the default sub-batch (DEC-13). With a
+        ``record`` and the layer index ``k`` it records ``"{k}.C_z"``, ``"{k}.s"``
+        (mode 'scaled') and ``"{k}.R_after"``.
 
         Returns
         -------
@@ -271,9 +343,12 @@ class Decorrelation:
         """
         R = st["R"]
         d = R.shape[0]
-        Z, H_raw, Hc = self._sub_batch(layer, cache)
+        Z, H_raw, Hc = self._sub_batch(layer, cache, rows)
         # C_z itself when d is not much larger than k (then C R = C @ R reuses it)
-        C = rules.second_moment(Z) if d <= Z.shape[0] else None
+        C = rules.second_moment(Z) if d <= Z.shape[0] else None               # (DEC-14)
+        tracing = record.active and k is not None
+        if tracing:
+            record.put(f"{k}.C_z", rules.second_moment(Z) if C is None else C)
         info = {"gain": 1.0}
         if C is not None:
             info.update(offdiag_power=rules.offdiag_power(C), diag_power=rules.diag_power(C),
@@ -293,11 +368,15 @@ class Decorrelation:
         info["dead_inputs"] = float(dead.sum())
         if (self.lr == 0 and self.mode != "zca") or (self.guard and dead.all()):
             info["R_norm"] = float(np.linalg.norm(R))
+            if tracing:
+                record.put(f"{k}.R_after", R)
             return info
 
         if self.mode == "scaled":
             R_new, s = rules.scaled_update(R, Z, H_raw, self.lr, C)          # (DEC-16)
             info["gain"] = s
+            if tracing:
+                record.put(f"{k}.s", s)
         elif self.mode == "offdiag":
             R_new = rules.offdiag_update(R, Z, self.lr, C)                   # (DEC-16a)
         elif self.mode == "whiten":
@@ -327,6 +406,8 @@ class Decorrelation:
         st["R"] = R_new
         st["updates"] += 1
         info["R_norm"] = norm
+        if tracing:
+            record.put(f"{k}.R_after", R_new)
         return info
 
 
@@ -344,7 +425,7 @@ def as_decorrelation(decorrelate):
 # ---------------------------------------------------------------------------
 # Backprop through decorrelated layers
 # ---------------------------------------------------------------------------
-class DecorrelatedBackprop(Algorithm):
+class DecorrelatedBackprop(DecorrelatedRule):
     """Backprop on a network with a decorrelator before every Dense/Conv2D layer.
 
     Parameters
@@ -353,6 +434,11 @@ class DecorrelatedBackprop(Algorithm):
         True: ``Decorrelation()`` defaults; False: plain backprop through the
         same loop (the reference of the degenerate-case tests).
     loss : callable, default softmax cross-entropy (mean over the batch)
+
+    Given values (README section 2): ``init_state(..., R=, running_mean=)``,
+    ``step(..., rows=)``. Trace keys: ``"e"``, ``"{k}.delta"`` and the
+    decorrelators' ``"{k}.h"``, ``"{k}.mu"``, ``"{k}.R"``, ``"{k}.z"``,
+    ``"{k}.rows"``, ``"{k}.C_z"``, ``"{k}.s"``, ``"{k}.R_after"``.
     """
 
     name = "decor-bp"
@@ -364,23 +450,20 @@ class DecorrelatedBackprop(Algorithm):
     def __repr__(self):
         return f"DecorrelatedBackprop(decorrelate={self.decor!r})"
 
-    def init_state(self, model, rng=None):
-        """{'decor': per-layer decorrelator states (or None), 'step': 0}."""
-        return {"decor": None if self.decor is None else self.decor.init_state(model), "step": 0}
+    def init_state(self, model, rng=None, record=None, **given):
+        """{'decor': the decorrelators' flat state (or None), 'step': 0}."""
+        return self._init_common(model, rng, record, given)
 
-    def step(self, model, state, x, y, rng=None):
+    def step(self, model, state, x, y, rng=None, record=None, **given):
         """Forward (batch mean), backward through W, R and the mean; then R's rule."""
+        x, record = self._begin(x, rng, record, given)
         state["step"] += 1
-        out, caches = forward_net(model, self.decor, state["decor"], x, train=True)
+        out, caches = forward_net(model, self.decor, state["decor"], x, train=True, record=record)
         loss, dout = self.loss(out, y)
         check_loss_finite(loss, f"{type(self).__name__}.step {state['step']}")
-        _, grads = backward_net(model, self.decor, dout, caches)
-        info = update_decorrelators(model, self.decor, state["decor"], caches, state["step"])
-        return StepResult(loss=loss, grads=model.flatten(grads), info=info)
-
-    def predict(self, model, state, x):
-        """Eval mode: running means, R unchanged."""
-        return forward_net(model, self.decor, state["decor"], x, train=False)[0]
+        record.put("e", dout)
+        _, grads = backward_net(model, self.decor, dout, caches, record=record)   # (DEC-4, DEC-5)
+        return self._finish(model, state, loss, dout, caches, grads, record=record, given=given)
 
 
 # ---------------------------------------------------------------------------

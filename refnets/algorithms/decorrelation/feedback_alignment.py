@@ -24,8 +24,8 @@ Symbol table
 paper symbol     code name                   shape
 ===============  ==========================  ===================================
 W_k              ``model.layers[k].params``  (n_out, n_in) / (C_out, C_in, kh, kw)
-B_k (FA)         ``state['B'][k]``           shape of W_k
-D_k (DFA)        ``state['D'][k]``           (n_out_k, n_classes)
+B_k (FA)         ``state['B']['{k}.B']``     shape of W_k
+D_k (DFA)        ``state['D']['{k}.D']``     (n_out_k, n_classes)
 e                ``e``                       (N, n_classes), dL/d(logits), mean loss
 delta_k          ``delta``                   (N, n_out_k) = dL/da_k (FA's version)
 z_k              decorrelated input          (N, n_in)
@@ -48,9 +48,10 @@ from ...layers.activations import Activation
 from ...layers.dense import Dense
 from ...layers.init import get_initializer
 from ...losses import softmax_cross_entropy
-from ..base import check_loss_finite
+from ...validation import check_bool
+from ..base import as_recorder, check_loss_finite, given_or_draw
 from .net import (DecorrelatedRule, backward_input, backward_params, forward_net,
-                               weight_layer_indices)
+                  weight_layer_indices)
 from .algorithm import Decorrelation, as_decorrelation
 
 __all__ = ["FeedbackAlignment", "FAStraightThrough", "DirectFeedbackAlignment"]
@@ -64,24 +65,29 @@ class _FeedbackBase(DecorrelatedRule):
         super().__init__(loss)
         self.decor = as_decorrelation(decorrelate)
         self.feedback_init = get_initializer(feedback_init)
-        self.track_backprop = bool(track_backprop)
+        self.track_backprop = check_bool(track_backprop, "track_backprop", type(self).__name__)
 
     def __repr__(self):
         return f"{type(self).__name__}(decorrelate={self.decor!r})"
 
-    def _init_common(self, model, rng):
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"{type(self).__name__}.init_state: rng must be a "
-                             f"numpy.random.Generator, got {type(rng).__name__}")
-        if not weight_layer_indices(model):
-            raise ValueError(f"{type(self).__name__}.init_state: model has no Dense/Conv2D layer")
-        return {"decor": None if self.decor is None else self.decor.init_state(model), "step": 0}
+    def _feedback(self, model, state, rng, record, given, name, shapes):
+        """Draw (or take as given) the fixed feedback matrices ``{"{k}.<name>": array}``."""
+        where, record = f"{type(self).__name__}.init_state", as_recorder(record)
+        state[name] = {}
+        for k, shape in shapes.items():
+            key = f"{k}.{name}"
+            state[name][key] = given_or_draw(
+                given, name, key, shape,
+                lambda r, shape=shape: np.asarray(self.feedback_init(shape, r), dtype=np.float64),
+                rng, record, where)
+        return state
 
-    def _forward(self, model, state, x, y):
+    def _forward(self, model, state, x, y, record):
         state["step"] += 1
-        out, caches = forward_net(model, self.decor, state["decor"], x, train=True)
+        out, caches = forward_net(model, self.decor, state["decor"], x, train=True, record=record)
         loss, e = self.loss(out, y)
         check_loss_finite(loss, f"{type(self).__name__}.step {state['step']}")
+        record.put("e", e)
         return loss, e, caches
 
 
@@ -106,42 +112,52 @@ class FeedbackAlignment(_FeedbackBase):
     info: 'cosine_to_backprop' (float) and 'cosine_to_backprop_layers',
     'alignment_angle' (degrees between W_k and B_k, per weight layer after the
     first), plus the decorrelators' diagnostics.
+
+    Given values: ``init_state(..., B={"{k}.B": ...}, R=, running_mean=)``,
+    ``step(..., rows=)``. Trace keys: ``"e"``, ``"{k}.B"``, ``"{k}.delta"``
+    (the error delivered to weight layer k's output) and the decorrelators'.
     """
 
     name = "fa"
+    INIT_GIVEN = ("B",)
 
     def __init__(self, decorrelate=False, feedback_init="he_uniform", straight_through=False,
                  track_backprop=True, loss=softmax_cross_entropy):
         super().__init__(decorrelate, feedback_init, track_backprop, loss)
-        self.straight_through = bool(straight_through)
+        self.straight_through = check_bool(straight_through, "straight_through",
+                                           type(self).__name__)
 
-    def init_state(self, model, rng):
-        """B_k ~ feedback_init, shape of W_k, for every weight layer but the first."""
-        state = self._init_common(model, rng)
+    def init_state(self, model, rng, record=None, **given):
+        """B_k ~ feedback_init, shape of W_k, for every weight layer k but the first."""
+        state = self._init_common(model, rng, record, given)
         ks = weight_layer_indices(model)
-        state["B"] = {k: np.asarray(self.feedback_init(model.layers[k].params["W"].shape, rng),
-                                    dtype=np.float64) for k in ks[1:]}
-        return state
+        return self._feedback(model, state, rng, record, given, "B",
+                              {k: model.layers[k].params["W"].shape for k in ks[1:]})
 
-    def step(self, model, state, x, y, rng=None):
+    def step(self, model, state, x, y, rng=None, record=None, **given):
         """Forward; error sent down through B_k (and R_k^T); local dW = delta z^T."""
-        loss, e, caches = self._forward(model, state, x, y)
+        x, record = self._begin(x, rng, record, given)
+        loss, e, caches = self._forward(model, state, x, y, record)
         first = weight_layer_indices(model)[0]
         grads, delta = [{} for _ in model.layers], e
         for k in range(len(model.layers) - 1, first - 1, -1):
             layer = model.layers[k]
-            if k in state["B"] or k == first:                       # a weight layer
+            key = f"{k}.B"
+            if key in state["B"] or k == first:                     # a weight layer
+                record.put(f"{k}.delta", delta)
                 grads[k] = backward_params(layer, delta, caches[k], self.decor)   # (DEC-4)
                 if k == first:
                     break
-                delta = backward_input(layer, delta, caches[k], self.decor, W=state["B"][k])  # (DEC-6)
+                record.put(key, state["B"][key])
+                delta = backward_input(layer, delta, caches[k], self.decor, W=state["B"][key])  # (DEC-6)
             elif self.straight_through and isinstance(layer, Activation):
                 continue                                            # (DEC-7) f' := 1
             else:
                 delta, grads[k] = layer.backward(delta, caches[k])
-        res = self._finish(model, state, loss, e, caches, grads)
+        res = self._finish(model, state, loss, e, caches, grads, record=record, given=given)
         res.info["alignment_angle"] = np.array(
-            [angle_degrees(model.layers[k].params["W"], B) for k, B in state["B"].items()])
+            [angle_degrees(model.layers[int(key.split(".")[0])].params["W"], B)
+             for key, B in state["B"].items()])
         return res
 
 
@@ -175,35 +191,42 @@ class DirectFeedbackAlignment(_FeedbackBase):
     """
 
     name = "dfa"
+    INIT_GIVEN = ("D",)
 
-    def init_state(self, model, rng):
+    def init_state(self, model, rng, record=None, **given):
         """D_k ~ feedback_init of shape (n_out_k, n_classes) for every weight layer but the last."""
-        state = self._init_common(model, rng)
         ks = weight_layer_indices(model)
         for k in ks:
             if not isinstance(model.layers[k], Dense):
                 raise ValueError(f"DirectFeedbackAlignment.init_state: supports Dense layers only, "
                                  f"got {model.layers[k]!r} at layer {k}")
+        state = self._init_common(model, rng, record, given)
         n_classes = model.layers[ks[-1]].n_out
-        state["D"] = {k: np.asarray(self.feedback_init((model.layers[k].n_out, n_classes), rng),
-                                    dtype=np.float64) for k in ks[:-1]}
-        return state
+        return self._feedback(model, state, rng, record, given, "D",
+                              {k: (model.layers[k].n_out, n_classes) for k in ks[:-1]})
 
-    def step(self, model, state, x, y, rng=None):
-        """Forward; delta_k = f'(a_k) * (e D_k^T) for hidden layers, e for the last."""
-        loss, e, caches = self._forward(model, state, x, y)
+    def step(self, model, state, x, y, rng=None, record=None, **given):
+        """Forward; delta_k = f'(a_k) * (e D_k^T) for hidden layers, e for the last.
+
+        Trace keys: ``"e"``, ``"{k}.D"``, ``"{k}.delta"`` and the decorrelators'.
+        """
+        x, record = self._begin(x, rng, record, given)
+        loss, e, caches = self._forward(model, state, x, y, record)
         ks = weight_layer_indices(model)
         grads = [{} for _ in model.layers]
         for k in ks:
             if k == ks[-1]:
                 delta = e
             else:
-                delta = e @ state["D"][k].T                         # (DEC-8) D_k e, (N, n_out_k)
+                D = state["D"][f"{k}.D"]
+                record.put(f"{k}.D", D)
+                delta = e @ D.T                                     # (DEC-8) D_k e, (N, n_out_k)
                 nxt = model.layers[k + 1] if k + 1 < len(model.layers) else None
                 if isinstance(nxt, Activation):
                     delta, _ = nxt.backward(delta, caches[k + 1])   # * f'(a_k)
-            grads[k] = backward_params(model.layers[k], delta, caches[k], self.decor)
-        return self._finish(model, state, loss, e, caches, grads)
+            record.put(f"{k}.delta", delta)
+            grads[k] = backward_params(model.layers[k], delta, caches[k], self.decor)   # (DEC-4)
+        return self._finish(model, state, loss, e, caches, grads, record=record, given=given)
 
 
 def _fa_setup(sizes, activation, rng, decorrelate):

@@ -12,24 +12,65 @@ the same with ``decorrelate=True`` or ``False``:
 * :func:`backward_net`: exact backprop (the reference for ``cosine_to_backprop``);
 * :func:`update_decorrelators`: the R rules, after the step's forward/backward;
 * :class:`DecorrelatedRule`: the base class that ends every step of the family
-  the same way (diagnostics, R update) and predicts in eval mode.
+  the same way (diagnostics, R update), checks given values and predicts in
+  eval mode.
 
 A decorrelated layer's cache carries ``'decorrelated': True``; ``decor`` is a
 :class:`~refnets.algorithms.decorrelation.algorithm.Decorrelation` or None.
+The decorrelators' state is one flat dict keyed ``"{k}.R"``,
+``"{k}.running_mean"``, ``"{k}.updates"`` (k the model layer index);
+:func:`layer_state` shows layer k's entries as a ``{name: value}`` mapping.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from collections.abc import MutableMapping
+
 from ...diagnostics import cosine
 from ...layers.conv import Conv2D
 from ...layers.dense import Dense
-from ..base import Algorithm, StepResult
+from ...validation import check_input
+from ..base import NULL_RECORDER, Algorithm, StepResult, as_recorder, check_given, given_or_draw
 
-__all__ = ["is_weight_layer", "weight_layer_indices", "layer_forward", "backward_params",
-           "backward_input", "forward_net", "backward_net", "cosines_to_backprop",
-           "update_decorrelators", "DecorrelatedRule"]
+__all__ = ["is_weight_layer", "weight_layer_indices", "layer_state", "layer_forward",
+           "backward_params", "backward_input", "forward_net", "backward_net",
+           "cosines_to_backprop", "update_decorrelators", "DecorrelatedRule"]
+
+#: Passed as the rng of :func:`~refnets.algorithms.base.given_or_draw` for values whose
+#: default is not random (R = I, running mean 0, the first sub-batch rows): they need none.
+NO_RNG_NEEDED = object()
+
+
+class _LayerState(MutableMapping):
+    """Layer k's ``"{k}.{name}"`` entries of a flat state dict, seen as ``{name: value}``."""
+
+    def __init__(self, flat, k):
+        self._flat, self._prefix = flat, f"{k}."
+
+    def __getitem__(self, name):
+        return self._flat[self._prefix + name]
+
+    def __setitem__(self, name, value):
+        self._flat[self._prefix + name] = value
+
+    def __delitem__(self, name):
+        del self._flat[self._prefix + name]
+
+    def __iter__(self):
+        n = len(self._prefix)
+        return (key[n:] for key in list(self._flat) if key.startswith(self._prefix))
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+
+def layer_state(dstate, k):
+    """Layer k's decorrelator state (a view of ``dstate``), or None if it has none."""
+    if dstate is None or f"{k}.R" not in dstate:
+        return None
+    return _LayerState(dstate, k)
 
 
 def is_weight_layer(layer):
@@ -43,11 +84,12 @@ def weight_layer_indices(model):
 
 
 # ---------------------------------------------------------------------------
-def layer_forward(layer, h, decor=None, st=None, train=True, params=None, mu=None):
+def layer_forward(layer, h, decor=None, st=None, train=True, params=None, mu=None,
+                  record=NULL_RECORDER, k=None):
     """Forward of one layer, through its decorrelator when it has one."""
     if decor is None or st is None:
         return layer.forward(h, params)
-    return decor.forward(layer, h, st, train, params, mu)
+    return decor.forward(layer, h, st, train, params, mu, record=record, k=k)
 
 
 def backward_params(layer, da, cache, decor=None):
@@ -73,19 +115,22 @@ def backward_input(layer, da, cache, decor=None, W=None):
     return layer.backward(da, cache)[0]
 
 
-def forward_net(model, decor, dstate, x, train=True, params=None, mus=None):
+def forward_net(model, decor, dstate, x, train=True, params=None, mus=None, record=NULL_RECORDER):
     """Run every layer, each Dense/Conv2D behind its decorrelator (if ``decor``).
 
     Parameters
     ----------
     model : Sequential
     decor : Decorrelation or None
-    dstate : list (per layer) of decorrelator states, or None
+    dstate : dict ``{"{k}.R": ..., "{k}.running_mean": ...}``, or None
     x : ndarray, the input batch
     train : bool
     params : list of per-layer dicts, optional (other weights)
     mus : list, optional
         Per-layer means to use instead of the batch means (noisy passes).
+    record : Recorder
+        Collects ``"{k}.h"``, ``"{k}.mu"``, ``"{k}.R"``, ``"{k}.z"`` of every
+        decorrelated layer.
 
     Returns
     -------
@@ -94,22 +139,24 @@ def forward_net(model, decor, dstate, x, train=True, params=None, mus=None):
     """
     caches, h = [], x
     for k, layer in enumerate(model.layers):
-        st = None if decor is None or dstate is None else dstate[k]
+        st = None if decor is None else layer_state(dstate, k)
         p = None if params is None else params[k]
         mu = None if mus is None else mus[k]
-        h, cache = layer_forward(layer, h, decor, st, train, p, mu)
+        h, cache = layer_forward(layer, h, decor, st, train, p, mu, record, k)
         caches.append(cache)
     return h, caches
 
 
-def backward_net(model, decor, dout, caches, input_grad=False):
-    """Exact backprop through the (decorrelated) network.
+def backward_net(model, decor, dout, caches, input_grad=False, record=NULL_RECORDER):
+    """Exact backprop through the (decorrelated) network (DEC-4, DEC-5).
 
     Parameters
     ----------
     input_grad : bool
         Also return dL/dx; otherwise the first layer's input gradient (a
         d x d product through R for a decorrelated first layer) is skipped.
+    record : Recorder
+        Collects ``"{k}.delta"`` = dL/da_k at every weight layer k.
 
     Returns
     -------
@@ -120,6 +167,7 @@ def backward_net(model, decor, dout, caches, input_grad=False):
     for k in range(len(model.layers) - 1, -1, -1):
         layer = model.layers[k]
         if is_weight_layer(layer):
+            record.put(f"{k}.delta", dh)
             grads[k] = backward_params(layer, dh, caches[k], decor)
             if k == 0 and not input_grad:
                 return None, grads
@@ -148,8 +196,13 @@ def cosines_to_backprop(model, grads, bp_grads):
     return {"cosine_to_backprop": cosine(flat, bp), "cosine_to_backprop_layers": per_layer}
 
 
-def update_decorrelators(model, decor, dstate, caches, step):
+def update_decorrelators(model, decor, dstate, caches, step, record=NULL_RECORDER, given=None,
+                         where="update_decorrelators"):
     """Run ``decor.update`` on every decorrelated layer; per-layer info arrays.
+
+    The sub-batch rows of layer k (DEC-13) are ``given["rows"]["{k}.rows"]`` when
+    given (int indices into the batch; conv: into the images), else the first
+    ``k_S``; either way they are recorded under ``"{k}.rows"``.
 
     Returns
     -------
@@ -159,32 +212,84 @@ def update_decorrelators(model, decor, dstate, caches, step):
     """
     if decor is None:
         return {}
+    given = {} if given is None else given
     rows = []
     for k in weight_layer_indices(model):
-        rows.append(decor.update(model.layers[k], dstate[k], caches[k],
-                                 where=f"decorrelation update of layer {k} at step {step}"))
+        layer, cache = model.layers[k], caches[k]
+        default = decor.sub_batch_rows(layer, cache)
+        n = cache["h"].shape[0]
+        idx = given_or_draw(given, "rows", f"{k}.rows", default.shape, lambda _: default,
+                            NO_RNG_NEEDED, record, where, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ValueError(f"{where}: given rows['{k}.rows'] must index the batch of {n} samples "
+                             f"(0 <= row < {n}), got values from {idx.min()} to {idx.max()}")
+        record.put(f"{k}.rows", idx)
+        chosen = None if np.array_equal(idx, default) else idx
+        rows.append(decor.update(layer, layer_state(dstate, k), cache,
+                                 where=f"decorrelation update of layer {k} at step {step}",
+                                 rows=chosen, record=record, k=k))
     keys = ("offdiag_power", "diag_power", "whiteness", "R_norm", "gain", "dead_inputs")
     return {f"decor_{key}": np.array([r[key] for r in rows]) for key in keys}
 
 
 class DecorrelatedRule(Algorithm):
-    """Base of FA/DFA/NP/WP: their steps end, and they predict, the same way.
+    """Base of decorrelated BP, FA, DFA, NP and WP: shared checks, step ending, prediction.
 
     Subclasses set ``self.decor`` (a Decorrelation or None) and
-    ``self.track_backprop``, and keep the decorrelator states in
-    ``state["decor"]`` and the step count in ``state["step"]``.
+    ``self.track_backprop``, keep the decorrelator states in ``state["decor"]``
+    (flat, ``"{k}.R"`` ...) and the step count in ``state["step"]``, and list
+    their own given-value keywords in ``INIT_GIVEN`` / ``STEP_GIVEN``.
     """
 
-    def _finish(self, model, state, loss, dout, caches, grads, info=None):
+    #: given-value keywords of ``init_state`` / ``step`` besides the decorrelators'
+    INIT_GIVEN = ()
+    STEP_GIVEN = ()
+    track_backprop = False
+
+    def init_given(self):
+        """The keywords ``init_state`` accepts (``R``, ``running_mean`` when decorrelating)."""
+        return tuple(self.INIT_GIVEN) + (("R", "running_mean") if self.decor is not None else ())
+
+    def step_given(self):
+        """The keywords ``step`` accepts (``rows`` when decorrelating)."""
+        return tuple(self.STEP_GIVEN) + (("rows",) if self.decor is not None else ())
+
+    def _init_common(self, model, rng, record, given):
+        """Check model, rng and keywords; the decorrelators' state and the step count."""
+        where = f"{type(self).__name__}.init_state"
+        check_given(given, self.init_given(), where)
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise ValueError(f"{where}: rng must be a numpy.random.Generator or None, "
+                             f"got {type(rng).__name__}")
+        if not weight_layer_indices(model):
+            raise ValueError(f"{where}: model has no Dense/Conv2D layer")
+        mine = {name: v for name, v in given.items() if name in ("R", "running_mean")}
+        dstate = None if self.decor is None else self.decor.init_state(model, record=record, **mine)
+        return {"decor": dstate, "step": 0}
+
+    def _begin(self, x, rng, record, given):
+        """Validate the step's x, rng and keywords; the Recorder to use."""
+        where = f"{type(self).__name__}.step"
+        x = check_input(x, "x", where)
+        check_given(given, self.step_given(), where)
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise ValueError(f"{where}: rng must be a numpy.random.Generator or None, "
+                             f"got {type(rng).__name__}")
+        return x, as_recorder(record)
+
+    def _finish(self, model, state, loss, dout, caches, grads, info=None, record=NULL_RECORDER,
+                given=None):
         """Backprop diagnostics, then the R update (after forward/backward, as in
         the authors' code), then the StepResult with flat ``grads``."""
         info = {} if info is None else info
         if self.track_backprop:
             _, bp = backward_net(model, self.decor, dout, caches)
             info.update(cosines_to_backprop(model, grads, bp))
-        info.update(update_decorrelators(model, self.decor, state["decor"], caches, state["step"]))
+        info.update(update_decorrelators(model, self.decor, state["decor"], caches, state["step"],
+                                         record, given, f"{type(self).__name__}.step"))
         return StepResult(loss=loss, grads=model.flatten(grads), info=info)
 
     def predict(self, model, state, x):
         """Eval mode: decorrelators use their running means."""
+        x = check_input(x, "x", f"{type(self).__name__}.predict")
         return forward_net(model, self.decor, state["decor"], x, train=False)[0]

@@ -53,12 +53,21 @@ from __future__ import annotations
 import numpy as np
 
 from ...losses import log_softmax, mse, one_hot, softmax_cross_entropy
-from ..base import check_loss_finite
+from ...validation import check_bool, check_choice, check_number
+from ..base import NULL_RECORDER, check_loss_finite, given_or_draw
 from .net import (DecorrelatedRule, backward_params, forward_net, is_weight_layer,
-                               layer_forward, weight_layer_indices)
-from .algorithm import Decorrelation, as_decorrelation
+                  layer_forward, layer_state)
+from .algorithm import FOLLOW, Decorrelation, as_decorrelation
 
-__all__ = ["sample_losses", "NodePerturbation", "WeightPerturbation"]
+__all__ = ["sample_losses", "NodePerturbation", "WeightPerturbation", "NOISY_MEANS", "NP_FOLLOW"]
+
+#: Which batch mean the decorrelators use when node perturbation runs its noisy pass
+#: (README section 6): refnets' ``"clean"`` pass mean, or the authors' ``"doubled"``
+#: batch [clean; noisy] pushed through the network at once.
+NOISY_MEANS = ("clean", "doubled")
+
+#: ``follow=`` presets of :class:`NodePerturbation` (the authors' NP always runs the doubled batch).
+NP_FOLLOW = {name: {"noisy_mean": "doubled"} for name in FOLLOW}
 
 
 def sample_losses(loss_fn, out, y):
@@ -86,38 +95,32 @@ def sample_losses(loss_fn, out, y):
                      f"mse only, got {loss_fn!r}; pass per_sample_loss=")
 
 
-def _check_sigma(sigma, where):
-    if not (isinstance(sigma, (int, float, np.floating)) and np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"{where}: sigma must be a positive finite number, got {sigma!r}")
-    return float(sigma)
-
-
-def _check_rng(rng, where):
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"{where}: rng must be a numpy.random.Generator (the noise source), "
-                         f"got {type(rng).__name__}")
-
-
 class _PerturbationBase(DecorrelatedRule):
+    STEP_GIVEN = ("eps",)
+
     def __init__(self, sigma, decorrelate, track_backprop, loss):
         super().__init__(loss)
-        self.sigma = _check_sigma(sigma, type(self).__name__)
+        where = type(self).__name__
+        self.sigma = check_number(sigma, "sigma", where, low=0, low_open=True)
         self.decor = as_decorrelation(decorrelate)
-        self.track_backprop = bool(track_backprop)
+        self.track_backprop = check_bool(track_backprop, "track_backprop", where)
 
     def __repr__(self):
         return f"{type(self).__name__}(sigma={self.sigma}, decorrelate={self.decor!r})"
 
-    def init_state(self, model, rng=None):
-        """{'decor': per-layer decorrelator states (or None), 'step': 0}."""
-        if not weight_layer_indices(model):
-            raise ValueError(f"{type(self).__name__}.init_state: model has no Dense/Conv2D layer")
-        return {"decor": None if self.decor is None else self.decor.init_state(model), "step": 0}
+    def init_state(self, model, rng=None, record=None, **given):
+        """{'decor': the decorrelators' flat state (or None), 'step': 0}."""
+        return self._init_common(model, rng, record, given)
 
-    def _clean(self, model, state, x, y, rng):
-        _check_rng(rng, f"{type(self).__name__}.step")
+    def _noise(self, given, key, shape, rng, record):
+        """sigma * N(0, 1) of ``shape``, or the given ``eps[key]``."""
+        return given_or_draw(given, "eps", key, shape,
+                             lambda r: self.sigma * r.standard_normal(shape), rng, record,
+                             f"{type(self).__name__}.step")
+
+    def _clean(self, model, state, x, y, record):
         state["step"] += 1
-        out, caches = forward_net(model, self.decor, state["decor"], x, train=True)
+        out, caches = forward_net(model, self.decor, state["decor"], x, train=True, record=record)
         loss, dout = self.loss(out, y)
         check_loss_finite(loss, f"{type(self).__name__}.step {state['step']}")
         mus = [c.get("mu") if c.get("decorrelated") else None for c in caches]
@@ -138,62 +141,125 @@ class NodePerturbation(_PerturbationBase):
     loss : callable
     per_sample_loss : callable, optional
         ``per_sample_loss(out, y) -> (N,)``; default :func:`sample_losses`.
+    noisy_mean : {'clean', 'doubled'}, default 'clean'
+        'clean': the noisy pass reuses the clean pass's batch means (DEC-9).
+        'doubled': as the authors' code, one pass over the batch [clean; noisy],
+        so every decorrelator's batch mean (and running mean) includes the noisy
+        half, for the clean rows too; the R rule's sub-batch is taken from the
+        doubled batch (its first rows are clean).
+    follow : {'crgd-head', 'crgd-iclr'}, optional
+        Set ``noisy_mean`` as the authors' code (see :data:`NP_FOLLOW`), and
+        with ``decorrelate=True`` build ``Decorrelation(follow=follow)``.
 
     Notes
     -----
     info: 'cosine_to_backprop', 'cosine_to_backprop_layers', 'loss_change'
     (mean dL_n), plus the decorrelators' diagnostics.
+
+    Given values: ``init_state(..., R=, running_mean=)``; ``step(..., eps={"{k}.eps":
+    (N, n_out_k)}, rows=)``. Trace keys: ``"loss_clean"``, ``"loss_noisy"``,
+    ``"dL"`` (N,), ``"{k}.eps"``, ``"{k}.delta"`` (g^_a / N, the signal used for
+    DEC-4) and the decorrelators'.
     """
 
     name = "np"
 
     def __init__(self, sigma=1e-4, decorrelate=False, track_backprop=True,
-                 loss=softmax_cross_entropy, per_sample_loss=None):
+                 loss=softmax_cross_entropy, per_sample_loss=None, noisy_mean=None, follow=None):
+        where = "NodePerturbation"
+        if follow is not None:
+            check_choice(follow, "follow", tuple(NP_FOLLOW), where)
+            if decorrelate is True:
+                decorrelate = Decorrelation(follow=follow)
         super().__init__(sigma, decorrelate, track_backprop, loss)
         if per_sample_loss is not None and not callable(per_sample_loss):
-            raise ValueError(f"NodePerturbation: per_sample_loss must be callable, got {per_sample_loss!r}")
+            raise ValueError(f"{where}: per_sample_loss must be callable, got {per_sample_loss!r}")
         self.per_sample_loss = per_sample_loss
+        self.follow = follow
+        if noisy_mean is None:
+            noisy_mean = NP_FOLLOW[follow]["noisy_mean"] if follow is not None else "clean"
+        self.noisy_mean = check_choice(noisy_mean, "noisy_mean", NOISY_MEANS, where)
 
     def _losses(self, out, y):
         if self.per_sample_loss is not None:
             return np.asarray(self.per_sample_loss(out, y), dtype=np.float64)
         return sample_losses(self.loss, out, y)
 
-    def noisy_forward(self, model, state, x, mus, rng):
+    def noisy_forward(self, model, state, x, mus, rng, given=None, record=NULL_RECORDER):
         """Forward with eps_k ~ N(0, sigma^2) added to every weight layer's output a_k.
+
+        ``given["eps"]["{k}.eps"]`` replaces layer k's draw.
 
         Returns
         -------
         out : ndarray, the noisy output
         eps : dict k -> noise added after weight layer k
         """
+        given = {} if given is None else given
         h, eps = x, {}
         for k, layer in enumerate(model.layers):
             if is_weight_layer(layer):
-                st = None if state["decor"] is None else state["decor"][k]
+                st = None if self.decor is None else layer_state(state["decor"], k)
                 h, _ = layer_forward(layer, h, self.decor, st, train=False, mu=mus[k])
-                eps[k] = self.sigma * rng.standard_normal(h.shape)
+                eps[k] = self._noise(given, f"{k}.eps", h.shape, rng, record)
                 h = h + eps[k]                                   # (DEC-9)
             else:
                 h, _ = layer.forward(h)
         return h, eps
 
-    def step(self, model, state, x, y, rng):
+    def _doubled_forward(self, model, state, x, y, rng, given, record):
+        """The authors' form: one training pass over [x; x], noise added to the second half.
+
+        Returns the clean half's output and loss, the noisy output, the noise and
+        the caches of the doubled batch (decorrelators centred on its mean).
+        """
+        state["step"] += 1
+        n, caches, eps = x.shape[0], [], {}
+        h = np.concatenate([x, x])
+        for k, layer in enumerate(model.layers):
+            st = None if self.decor is None else layer_state(state["decor"], k)
+            h, cache = layer_forward(layer, h, self.decor, st, True, None, None, record, k)
+            caches.append(cache)
+            if is_weight_layer(layer):
+                eps[k] = self._noise(given, f"{k}.eps", (n,) + h.shape[1:], rng, record)
+                h = np.concatenate([h[:n], h[n:] + eps[k]])     # (DEC-9), the noisy half
+        out, out_noisy = h[:n], h[n:]
+        loss, dout = self.loss(out, y)
+        check_loss_finite(loss, f"{type(self).__name__}.step {state['step']}")
+        return out, out_noisy, loss, dout, eps, caches
+
+    def step(self, model, state, x, y, rng, record=None, **given):
         """Clean pass, noisy pass, g^_W = (1/N) sum_n (dL_n / sigma^2) eps_n z_n^T."""
-        out, loss, dout, caches, mus = self._clean(model, state, x, y, rng)
-        out_noisy, eps = self.noisy_forward(model, state, x, mus, rng)
-        dL = self._losses(out_noisy, y) - self._losses(out, y)           # (DEC-10) (N,)
+        x, record = self._begin(x, rng, record, given)
+        doubled = self.noisy_mean == "doubled" and self.decor is not None and self.decor.center
+        if doubled:
+            out, out_noisy, loss, dout, eps, caches = self._doubled_forward(
+                model, state, x, y, rng, given, record)
+        else:
+            out, loss, dout, caches, mus = self._clean(model, state, x, y, record)
+            out_noisy, eps = self.noisy_forward(model, state, x, mus, rng, given, record)
+        loss_clean, loss_noisy = self._losses(out, y), self._losses(out_noisy, y)
+        dL = loss_noisy - loss_clean                                     # (DEC-10) (N,)
+        record.put("loss_clean", loss_clean)
+        record.put("loss_noisy", loss_noisy)
+        record.put("dL", dL)
         if not np.all(np.isfinite(dL)):
             raise FloatingPointError(f"NodePerturbation.step {state['step']}: the noisy pass "
                                      f"diverged (non-finite loss change)")
         n = dL.shape[0]
         grads = [{} for _ in model.layers]
         for k, e_k in eps.items():
+            record.put(f"{k}.eps", e_k)
             coef = (dL / (self.sigma ** 2 * n)).reshape((n,) + (1,) * (e_k.ndim - 1))
             g_a = coef * e_k                                             # (DEC-10) g^_a / N
-            grads[k] = backward_params(model.layers[k], g_a, caches[k], self.decor)
+            record.put(f"{k}.delta", g_a)
+            if doubled:                                  # the noisy rows contribute nothing
+                g_a = np.concatenate([g_a, np.zeros_like(g_a)])
+            grads[k] = backward_params(model.layers[k], g_a, caches[k], self.decor)   # (DEC-4)
+        if doubled:                                      # backprop of the clean loss, same pass
+            dout = np.concatenate([dout, np.zeros_like(dout)])
         return self._finish(model, state, loss, dout, caches, grads,
-                            {"loss_change": float(np.mean(dL))})
+                            {"loss_change": float(np.mean(dL))}, record, given)
 
 
 class WeightPerturbation(_PerturbationBase):
@@ -206,6 +272,15 @@ class WeightPerturbation(_PerturbationBase):
     n_draws : int
         Independent perturbations averaged per step (default 1).
     decorrelate, track_backprop, loss : as :class:`NodePerturbation`
+
+    Notes
+    -----
+    The perturbed passes reuse the clean pass's batch means, like NP's default.
+    Given values: ``init_state(..., R=, running_mean=)``; ``step(..., eps=
+    {"{k}.eps_{name}.{m}": shape of parameter "{k}.{name}"}, rows=)`` for draw
+    m = 0 .. n_draws - 1 (e.g. ``"0.eps_W.0"``). Trace keys: ``"loss_clean"``
+    (scalar), ``"loss_perturbed"`` and ``"dL"`` (n_draws,), ``"{k}.eps_{name}.{m}"``
+    and the decorrelators'.
     """
 
     name = "wp"
@@ -213,27 +288,37 @@ class WeightPerturbation(_PerturbationBase):
     def __init__(self, sigma=1e-4, n_draws=1, decorrelate=False, track_backprop=True,
                  loss=softmax_cross_entropy):
         super().__init__(sigma, decorrelate, track_backprop, loss)
-        if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
-            raise ValueError(f"WeightPerturbation: n_draws must be an int >= 1, got {n_draws!r}")
-        self.n_draws = int(n_draws)
+        self.n_draws = check_number(n_draws, "n_draws", "WeightPerturbation", low=1, integer=True)
 
-    def step(self, model, state, x, y, rng):
+    def step(self, model, state, x, y, rng, record=None, **given):
         """Clean loss, then n_draws perturbed losses; average dL eps / sigma^2."""
-        out, loss, dout, caches, mus = self._clean(model, state, x, y, rng)
+        x, record = self._begin(x, rng, record, given)
+        out, loss, dout, caches, mus = self._clean(model, state, x, y, record)
         params = model.params()
         g = {key: np.zeros_like(p) for key, p in params.items()}
-        for _ in range(self.n_draws):
-            eps = {key: self.sigma * rng.standard_normal(p.shape) for key, p in params.items()}
+        losses, changes = [], []
+        for m in range(self.n_draws):
+            eps = {}
+            for key, p in params.items():
+                k, name = key.split(".", 1)
+                eps[key] = self._noise(given, f"{k}.eps_{name}.{m}", p.shape, rng, record)
+                record.put(f"{k}.eps_{name}.{m}", eps[key])
             perturbed = model.unflatten({key: params[key] + eps[key] for key in params})
             out_p, _ = forward_net(model, self.decor, state["decor"], x, train=True,
                                    params=perturbed, mus=mus)
-            dL = self.loss(out_p, y)[0] - loss
+            loss_p = self.loss(out_p, y)[0]
+            dL = loss_p - loss
+            losses.append(loss_p)
+            changes.append(dL)
             if not np.isfinite(dL):
                 raise FloatingPointError(f"WeightPerturbation.step {state['step']}: the perturbed "
                                          f"pass diverged (non-finite loss)")
             for key in g:
                 g[key] += dL / (self.sigma ** 2 * self.n_draws) * eps[key]   # (DEC-12)
-        return self._finish(model, state, loss, dout, caches, model.unflatten(g), {})
+        record.put("loss_clean", loss)
+        record.put("loss_perturbed", np.array(losses))
+        record.put("dL", np.array(changes))
+        return self._finish(model, state, loss, dout, caches, model.unflatten(g), {}, record, given)
 
 
 def _build_decor_np(sizes, activation, rng, x_train=None, y_train=None):

@@ -10,7 +10,7 @@ import pytest
 
 from refnets.algorithms import backprop_gradients
 from refnets.algorithms.decorrelation import rules
-from refnets.algorithms.decorrelation.net import backward_net, forward_net
+from refnets.algorithms.decorrelation.net import backward_net, forward_net, layer_state
 from refnets.algorithms.decorrelation.algorithm import DecorrelatedBackprop, Decorrelation
 from refnets.gradcheck import assert_close, numerical_vjp
 from refnets.layers import Conv2D, Dense, conv2d_naive
@@ -298,13 +298,12 @@ def test_gradcheck_whole_network(rng):
     model = mlp([4, 5, 3], "tanh", rng)
     dec = Decorrelation()
     dstate = dec.init_state(model)
-    for st in dstate:
-        if st is not None:
-            st["R"] = st["R"] + 0.2 * rng.standard_normal(st["R"].shape)
+    for key in ("0.R", "2.R"):
+        dstate[key] = dstate[key] + 0.2 * rng.standard_normal(dstate[key].shape)
     x, y = rng.standard_normal((6, 4)), rng.integers(0, 3, 6)
 
     def fresh():
-        return [None if s is None else dict(s) for s in dstate]
+        return dict(dstate)
 
     def loss_of(v):
         return np.array(softmax_cross_entropy(forward_net(model, dec, fresh(), v)[0], y)[0])
@@ -339,13 +338,13 @@ def test_eval_mode_uses_running_mean_and_leaves_state(rng):
     x, y = rng.standard_normal((32, 4)) + 1.0, rng.integers(0, 3, 32)
     for _ in range(3):
         alg.step(model, state, x, y)
-    snap = [{k: np.copy(v) for k, v in s.items()} for s in state["decor"] if s is not None]
+    snap = {key: np.copy(v) for key, v in state["decor"].items()}
     xe = rng.standard_normal((5, 4))
     out = alg.predict(model, state, xe)
-    for s, before in zip([s for s in state["decor"] if s is not None], snap):
-        for key in ("R", "running_mean"):
-            np.testing.assert_array_equal(s[key], before[key])
-    st0, st2 = state["decor"][0], state["decor"][2]
+    assert set(state["decor"]) == set(snap)
+    for key, before in snap.items():
+        np.testing.assert_array_equal(state["decor"][key], before)
+    st0, st2 = layer_state(state["decor"], 0), layer_state(state["decor"], 2)
     h1 = np.tanh((xe - st0["running_mean"]) @ st0["R"].T @ model.layers[0].params["W"].T
                  + model.layers[0].params["b"])
     ref = (h1 - st2["running_mean"]) @ st2["R"].T @ model.layers[2].params["W"].T \
@@ -422,7 +421,7 @@ def test_decorrelated_convnet_trains(rng):
                         Dense(4 * 6 * 6, 3, rng)])
     alg = DecorrelatedBackprop(Decorrelation(lr=0.01))
     state = alg.init_state(model)
-    assert state["decor"][0]["R"].shape == (9, 9)
+    assert state["decor"]["0.R"].shape == (9, 9)
     x, y = rng.standard_normal((16, 1, 6, 6)), rng.integers(0, 3, 16)
     opt = Adam(1e-2)
     losses = []
@@ -432,7 +431,7 @@ def test_decorrelated_convnet_trains(rng):
         losses.append(res.loss)
     assert losses[-1] < 0.5 * losses[0]
     assert res.info["decor_whiteness"].shape == (2,)
-    assert np.abs(state["decor"][0]["R"] - np.eye(9)).max() > 1e-3
+    assert np.abs(state["decor"]["0.R"] - np.eye(9)).max() > 1e-3
 
 
 def test_info_and_determinism(rng):
@@ -448,7 +447,7 @@ def test_info_and_determinism(rng):
     (r1, s1), (r2, s2) = run(3), run(3)
     for key in r1.grads:
         np.testing.assert_array_equal(r1.grads[key], r2.grads[key])
-    np.testing.assert_array_equal(s1["decor"][0]["R"], s2["decor"][0]["R"])
+    np.testing.assert_array_equal(s1["decor"]["0.R"], s2["decor"]["0.R"])
     for key in ("decor_offdiag_power", "decor_diag_power", "decor_R_norm", "decor_whiteness"):
         assert r1.info[key].shape == (2,) and np.all(np.isfinite(r1.info[key]))
 

@@ -31,7 +31,7 @@ def test_fa_with_B_equal_W_is_backprop(rng, decorrelate):
     dec = Decorrelation(lr=0.05) if decorrelate else False
     fa, bp = FeedbackAlignment(decorrelate=dec), DecorrelatedBackprop(dec)
     s_fa, s_bp = fa.init_state(model, rng), bp.init_state(model)
-    s_fa["B"] = {k: model.layers[k].params["W"].copy() for k in s_fa["B"]}
+    s_fa["B"] = {k: model.layers[int(k.split(".")[0])].params["W"].copy() for k in s_fa["B"]}
     for _ in range(2):                                  # also after one R update
         r_fa, r_bp = fa.step(model, s_fa, x, y), bp.step(model, s_bp, x, y)
         _assert_grads_equal(r_fa.grads, r_bp.grads)
@@ -46,7 +46,7 @@ def test_fa_conv_with_B_equal_W_is_backprop(rng):
     for dec in (False, Decorrelation(lr=0.01)):
         fa, bp = FeedbackAlignment(decorrelate=dec), DecorrelatedBackprop(dec)
         s_fa, s_bp = fa.init_state(model, rng), bp.init_state(model)
-        s_fa["B"] = {k: model.layers[k].params["W"].copy() for k in s_fa["B"]}
+        s_fa["B"] = {k: model.layers[int(k.split(".")[0])].params["W"].copy() for k in s_fa["B"]}
         _assert_grads_equal(fa.step(model, s_fa, x, y).grads, bp.step(model, s_bp, x, y).grads)
 
 
@@ -75,7 +75,7 @@ def test_fa_hand_worked_example():
     model.layers[2].params["W"][:] = 3.0
     fa = FeedbackAlignment(loss=mse)
     state = fa.init_state(model, rng)
-    state["B"][2] = np.array([[-1.0]])
+    state["B"]["2.B"] = np.array([[-1.0]])
     res = fa.step(model, state, np.array([[1.0]]), np.array([[5.0]]))
     assert res.loss == 1.0
     assert res.grads["2.W"][0, 0] == 4.0 and res.grads["2.b"][0] == 2.0
@@ -96,7 +96,7 @@ def test_dfa_hand_worked_example():
     model.layers[2].params["W"][:] = [[3.0, -1.0]]
     dfa = DirectFeedbackAlignment(loss=mse)
     state = dfa.init_state(model, rng)
-    state["D"][0] = np.array([[0.5], [-1.0]])
+    state["D"]["0.D"] = np.array([[0.5], [-1.0]])
     res = dfa.step(model, state, np.array([[1.0]]), np.array([[0.0]]))
     assert res.loss == 1.0
     np.testing.assert_array_equal(res.grads["0.W"], [[1.0], [-2.0]])
@@ -114,8 +114,8 @@ def test_straight_through_is_fa_with_unit_derivatives(rng):
     out, caches = model.forward(x)
     from refnets.losses import softmax_cross_entropy
     _, e = softmax_cross_entropy(out, y)
-    d2 = e @ state["B"][4]                               # no tanh' anywhere
-    d0 = d2 @ state["B"][2]
+    d2 = e @ state["B"]["4.B"]                               # no tanh' anywhere
+    d0 = d2 @ state["B"]["2.B"]
     np.testing.assert_allclose(res.grads["2.W"], d2.T @ caches[2]["x"], atol=1e-15)
     np.testing.assert_allclose(res.grads["0.W"], d0.T @ x, atol=1e-15)
     # and with activations whose derivative is 1 at the operating point it equals FA
@@ -137,7 +137,7 @@ def test_dfa_one_hidden_layer_with_D_equal_W2T_is_backprop(rng):
     x, y = _data(rng)
     dfa, bp = DirectFeedbackAlignment(), DecorrelatedBackprop(False)
     s_dfa, s_bp = dfa.init_state(model, rng), bp.init_state(model)
-    s_dfa["D"][0] = model.layers[2].params["W"].T.copy()
+    s_dfa["D"]["0.D"] = model.layers[2].params["W"].T.copy()
     res = dfa.step(model, s_dfa, x, y)
     _assert_grads_equal(res.grads, bp.step(model, s_bp, x, y).grads)
     assert res.info["cosine_to_backprop"] == pytest.approx(1.0, abs=1e-14)
@@ -149,15 +149,15 @@ def test_dfa_is_direct_not_chained(rng):
     x, y = _data(rng)
     dfa = DirectFeedbackAlignment()
     state = dfa.init_state(model, rng)
-    assert state["D"][0].shape == (6, 3) and state["D"][2].shape == (4, 3)
+    assert state["D"]["0.D"].shape == (6, 3) and state["D"]["2.D"].shape == (4, 3)
     res = dfa.step(model, state, x, y)
     out, caches = model.forward(x)
     from refnets.losses import softmax_cross_entropy
     _, e = softmax_cross_entropy(out, y)
     a0 = caches[1]["z"]
-    delta0 = (e @ state["D"][0].T) * (1 - np.tanh(a0) ** 2)
+    delta0 = (e @ state["D"]["0.D"].T) * (1 - np.tanh(a0) ** 2)
     np.testing.assert_allclose(res.grads["0.W"], delta0.T @ x, atol=1e-15)
-    state["D"][2] = -state["D"][2]                       # layer 2's feedback: no influence on layer 0
+    state["D"]["2.D"] = -state["D"]["2.D"]                       # layer 2's feedback: no influence on layer 0
     res2 = dfa.step(model, state, x, y)
     np.testing.assert_array_equal(res2.grads["0.W"], res.grads["0.W"])
     assert np.abs(res2.grads["2.W"] + res.grads["2.W"]).max() < 1e-15

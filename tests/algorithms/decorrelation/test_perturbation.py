@@ -123,11 +123,11 @@ def test_np_uses_the_decorrelated_input(rng):
     dec = Decorrelation(lr=0.0)
     alg = NodePerturbation(sigma=1e-3, decorrelate=dec, loss=mse)
     state = alg.init_state(model)
-    state["decor"][0]["R"] = np.eye(4) + 0.3 * rng.standard_normal((4, 4))
+    state["decor"]["0.R"] = np.eye(4) + 0.3 * rng.standard_normal((4, 4))
     x, t = rng.standard_normal((6, 4)) + 1.0, rng.standard_normal((6, 3))
     noise = rng.standard_normal((6, 3))
     res = alg.step(model, state, x, t, FixedNoise([noise]))
-    R = state["decor"][0]["R"]
+    R = state["decor"]["0.R"]
     z = (x - x.mean(axis=0)) @ R.T
     a = z @ model.layers[0].params["W"].T + model.layers[0].params["b"]
     dL = np.sum((a + 1e-3 * noise - t) ** 2, axis=1) - np.sum((a - t) ** 2, axis=1)
