@@ -264,7 +264,8 @@ class FunctionalTransfer(Algorithm):
             h, cache = layer.forward(h)                             # (FTM-2) on functional layers
             caches.append(cache)
             if record.active:
-                record.put(f"{k}.a" if isinstance(layer, FunctionalDense) else f"{k}.y", h)
+                record.put(f"{k}.a" if isinstance(layer, (FunctionalDense, FunctionalConv2D))
+                           else f"{k}.y", h)
         loss, dout = self.loss(h, y)
         check_loss_finite(loss, where)
         first = next((k for k, layer in enumerate(layers) if layer.params), len(layers))
@@ -304,6 +305,11 @@ def _record_layer(record, k, layer, cache, dy, dx):
     if isinstance(layer, FunctionalDense):
         record.put(f"{k}.x", cache["x"].reshape(cache["x_shape"]))
         for name, value in layer.edges(cache).items():          # f, df_dx, df_dtheta
+            record.put(f"{k}.{name}", value)
+        record.put(f"{k}.delta", dy)
+    elif isinstance(layer, FunctionalConv2D):                   # (FTM-11): an FTM on patches
+        record.put(f"{k}.cols", cache["ftm"]["x"])
+        for name, value in layer.ftm.edges(cache["ftm"]).items():
             record.put(f"{k}.{name}", value)
         record.put(f"{k}.delta", dy)
     else:

@@ -81,6 +81,24 @@ def test_trace_keys_and_their_meaning(rng):
                                grads["0.theta"], rtol=1e-12)
 
 
+def test_trace_of_a_functional_convolution(rng):
+    """FunctionalConv2D in a model: per-edge values over the patch rows sum to its output."""
+    from refnets.layers import Flatten, FunctionalConv2D, Tanh
+    from refnets.models import Sequential
+    net = Sequential([FunctionalConv2D(2, 3, 3, "F12", rng, padding=1), Tanh(), Flatten(),
+                      FunctionalDense(3 * 4 * 4, 2, "F03", rng)])
+    x, y = rng.standard_normal((2, 2, 4, 4)), np.array([0, 1])
+    tr = FunctionalTransfer().trace(net, {}, x, y)
+    v = tr["values"]
+    assert v["0.cols"].shape == (2 * 4 * 4, 2 * 3 * 3) and v["0.f"].shape == (32, 3, 18)
+    a = v["0.f"].sum(axis=2) + net[0].params["b"]                 # rows (n, i, j), columns o
+    np.testing.assert_allclose(a.reshape(2, 4, 4, 3).transpose(0, 3, 1, 2), v["0.a"], rtol=1e-12)
+    assert v["0.delta"].shape == (2, 3, 4, 4) and "0.dx" in v and "2.dy" in v
+    res = FunctionalTransfer().step(net, {}, x, y, None)
+    for key, g in res.grads.items():
+        np.testing.assert_array_equal(g, tr["grads"][key])
+
+
 def test_unknown_keywords_are_refused(rng):
     net, x, y = _case(rng)
     algo = FunctionalTransfer()
