@@ -27,7 +27,7 @@ import numpy as np
 from .data.download import fetch_from_mirrors
 from .data.idx import read_idx
 
-__all__ = ["Dataset", "two_spirals", "bit_sequences", "pi_digits", "minibatches",
+__all__ = ["Dataset", "two_spirals", "bit_sequences", "labels_from_bits", "pi_digits", "minibatches",
            "stratified_indices", "load_fashion_mnist", "load_fashion_mnist_small",
            "load_mnist", "cache_dir", "FASHION_MNIST_CLASSES", "IDX_FILES"]
 
@@ -110,10 +110,11 @@ def two_spirals(variant="cmu"):
 _BIT_TASKS = ("recall", "xor", "adder")
 
 
-def bit_sequences(task, delay, length, n, rng):
+def bit_sequences(task, delay, length, n, rng=None, bits=None):
     """Random bit streams and delayed targets (the Target Space RNN tasks).
 
     One random bit b_t per step is the input. From step ``delay`` on the label is
+    given by :func:`labels_from_bits`:
 
     * ``'recall'``: b_{t-delay};
     * ``'xor'``: b_{t-delay} XOR b_t;
@@ -130,7 +131,15 @@ def bit_sequences(task, delay, length, n, rng):
         Sequence length T.
     n : int >= 1
         Number of sequences N.
-    rng : numpy.random.Generator
+    rng : numpy.random.Generator, optional
+        Draws the bits (``rng.integers(0, 2, size=(length, n))``); not used
+        when ``bits`` is given.
+    bits : array of shape (length, n) with entries in {0, 1}, optional
+        Given bits instead of drawn ones, time-major. To reproduce a stream
+        made with the legacy global generator, e.g. ``np.random.seed(s);
+        np.random.randint(2, size=(n, length))`` (batch-major), pass
+        ``np.random.RandomState(s).randint(2, size=(n, length)).T`` (the same
+        numbers; ``RandomState(s)`` is what ``np.random.seed(s)`` seeds).
 
     Returns
     -------
@@ -149,8 +158,50 @@ def bit_sequences(task, delay, length, n, rng):
     n = _check_count(n, "n", where)
     if length <= delay:
         raise ValueError(f"{where}: length must be > delay ({delay}), got {length}")
-    rng = _check_rng(rng, where)
-    bits = rng.integers(0, 2, size=(length, n))
+    if bits is None:
+        bits = _check_rng(rng, where).integers(0, 2, size=(length, n))
+    else:
+        bits = _check_bits(bits, where)
+        if bits.shape != (length, n):
+            raise ValueError(f"{where}: bits must have shape (length, n) = ({length}, {n}) "
+                             f"(time-major), got {bits.shape}")
+    return bits[:, :, None].astype(np.float64), labels_from_bits(task, bits, delay)
+
+
+def _check_bits(bits, where):
+    arr = np.asarray(bits)
+    if arr.ndim != 2 or arr.size == 0 or not (np.issubdtype(arr.dtype, np.integer)
+                                              or arr.dtype == bool or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{where}: bits must be a non-empty 2-D array (T, N) of 0s and 1s, "
+                         f"got {arr.dtype} array of shape {arr.shape}")
+    if not np.all((arr == 0) | (arr == 1)):
+        raise ValueError(f"{where}: bits must contain only 0 and 1, got values "
+                         f"{np.unique(arr)[:5].tolist()}")
+    return arr.astype(np.int64)
+
+
+def labels_from_bits(task, bits, delay):
+    """The labels of a bit task for given bits (see :func:`bit_sequences`).
+
+    Parameters
+    ----------
+    task : {'recall', 'xor', 'adder'}
+    bits : array of shape (T, N) with entries in {0, 1}, time-major
+    delay : int, 0 <= delay < T
+
+    Returns
+    -------
+    y : ndarray of shape (T, N), int64, -1 for t < delay.
+    """
+    where = "labels_from_bits"
+    if task not in _BIT_TASKS:
+        raise ValueError(f"{where}: task must be one of {_BIT_TASKS}, got {task!r}")
+    bits = _check_bits(bits, where)
+    delay = _check_count(delay, "delay", where, minimum=0)
+    length, n = bits.shape
+    if length <= delay:
+        raise ValueError(f"{where}: bits must have more than delay = {delay} time steps, "
+                         f"got shape {bits.shape}")
     y = np.full((length, n), -1, dtype=np.int64)
     early, late = bits[: length - delay], bits[delay:]   # b_{t-delay}, b_t for t >= delay
     if task == "recall":
@@ -163,7 +214,7 @@ def bit_sequences(task, delay, length, n, rng):
             a, b = early[s], late[s]
             y[delay + s] = a ^ b ^ carry
             carry = (a & b) | (carry & (a ^ b))
-    return bits[:, :, None].astype(np.float64), y
+    return y
 
 
 def pi_digits(n):

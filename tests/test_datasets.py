@@ -247,3 +247,31 @@ def test_full_fashion_mnist_files_are_upstream():
         assert sha256_file(os.path.join(D.DEBIAN_FASHION_MNIST, fname)) == digest
     d = D.load_fashion_mnist(n_train=100, n_test=100)
     assert d.x_train.shape == (100, 784) and np.bincount(d.y_test).tolist() == [10] * 10
+
+
+def test_bit_sequences_given_bits_match_drawn_and_legacy_streams():
+    """Given bits replace the draw exactly; a legacy np.random.seed stream is reproducible."""
+    x, y = D.bit_sequences("adder", 2, 8, 3, np.random.default_rng(5))
+    bits = x[:, :, 0].astype(np.int64)
+    x2, y2 = D.bit_sequences("adder", 2, 8, 3, bits=bits)
+    assert np.array_equal(x2, x) and np.array_equal(y2, y)
+    assert np.array_equal(D.labels_from_bits("adder", bits, 2), y)
+    saved = np.random.get_state()
+    np.random.seed(1)                                  # the authors' legacy global generator
+    legacy = np.random.randint(2, size=(3, 8))         # batch-major (N, T)
+    np.random.set_state(saved)
+    x3, y3 = D.bit_sequences("recall", 2, 8, 3, bits=np.random.RandomState(1).randint(2, size=(3, 8)).T)
+    assert np.array_equal(x3[:, :, 0], legacy.T)
+    assert np.array_equal(y3[2:], legacy.T[:-2]) and np.all(y3[:2] == -1)
+
+
+@pytest.mark.parametrize("bits,msg", [
+    (np.zeros((8, 2)), r"bits must have shape \(length, n\) = \(8, 3\)"),
+    (np.full((8, 3), 2), "bits must contain only 0 and 1"),
+    (np.zeros(8), "bits must be a non-empty 2-D array"),
+])
+def test_bit_sequences_bad_given_bits(bits, msg):
+    with pytest.raises(ValueError, match=f"bit_sequences: {msg}"):
+        D.bit_sequences("xor", 1, 8, 3, bits=bits)
+    with pytest.raises(ValueError, match="bit_sequences: rng must be a numpy.random.Generator"):
+        D.bit_sequences("xor", 1, 8, 3)
