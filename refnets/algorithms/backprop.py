@@ -14,6 +14,19 @@ dL/dtheta          ``grads``        flat dict like model.params()
 Works unchanged for dense, conv and recurrent models: the chain rule lives in
 each layer's ``backward`` (BPTT inside the RNN layer).
 
+Trace (:meth:`Algorithm.trace`, keys ``"{k}.name"`` with k the model layer index)
+-----------------------------------------------------------------------------
+=============  ==========================================  =====================
+key            value                                       shape
+=============  ==========================================  =====================
+``k.y``        output of layer k on the minibatch          the layer's output
+``k.dy``       dL/d(output of layer k)                     like ``k.y``
+=============  ==========================================  =====================
+
+``k.dy`` is recorded for every layer the backward pass visits: the last layer
+down to the first layer with parameters (dL/dx of the data is not computed).
+Backprop draws nothing: ``init_state`` and ``step`` accept no given values.
+
 Deviations
 ----------
 None: this is exact reverse-mode differentiation of the mean loss.
@@ -26,7 +39,7 @@ back-propagating errors", Nature 323.
 
 from __future__ import annotations
 
-from .base import Algorithm, StepResult, backprop_gradients, check_loss_finite
+from .base import Algorithm, StepResult, as_recorder, check_given, check_loss_finite
 
 __all__ = ["Backprop"]
 
@@ -36,10 +49,39 @@ class Backprop(Algorithm):
 
     name = "backprop"
 
-    def step(self, model, state, x, y, rng):
-        """Forward, loss, backward; info reports the gradient norm."""
-        loss, grads, _ = backprop_gradients(model, x, y, self.loss)
+    def init_state(self, model, rng, record=None, **given):
+        """No state: backprop draws nothing (``given`` must be empty)."""
+        check_given(given, (), "Backprop.init_state")
+        return {}
+
+    def step(self, model, state, x, y, rng, record=None, **given):
+        """Forward, loss, backward; info reports the gradient norm.
+
+        The same computation as :func:`~refnets.algorithms.base.backprop_gradients`
+        (``model.backward(..., input_grad=False)``), written out layer by layer
+        so that ``record`` sees every layer's output and output gradient.
+        """
+        check_given(given, (), "Backprop.step")
+        record = as_recorder(record)
+        h, caches = x, []
+        for k, layer in enumerate(model.layers):
+            h, cache = layer.forward(h)
+            caches.append(cache)
+            record.put(f"{k}.y", h)
+        loss, dy = self.loss(h, y)
         check_loss_finite(loss, "Backprop.step")
+
+        # the chain rule, last layer first; stop at the first layer with parameters
+        first = next((k for k, layer in enumerate(model.layers) if layer.params), len(model.layers))
+        per_layer = [{} for _ in model.layers]
+        for k in range(len(model.layers) - 1, first - 1, -1):
+            layer = model.layers[k]
+            record.put(f"{k}.dy", dy)
+            if k == first and hasattr(layer, "backward_params"):   # dL/dx of the data not needed
+                per_layer[k] = layer.backward_params(dy, caches[k])
+            else:
+                dy, per_layer[k] = layer.backward(dy, caches[k])
+        grads = model.flatten(per_layer)
         gnorm = float(sum(float((g * g).sum()) for g in grads.values())) ** 0.5
         return StepResult(loss=loss, grads=grads, info={"grad_norm": gnorm})
 

@@ -131,3 +131,37 @@ def test_registry_build_returns_a_working_setup(rng):
     assert losses[-1] < losses[0]
     with pytest.raises(ValueError, match="unknown method 'backpropagation'"):
         get_method("backpropagation")
+
+
+def test_trace_records_every_layer_and_equals_step_and_backprop_gradients(rng):
+    """trace = step on copies: grads bit-identical to step and to backprop_gradients."""
+    from refnets.algorithms.base import backprop_gradients
+    from refnets.models import convnet
+
+    model = convnet((1, 6, 6), [2], 3, 3, rng, hidden=(4,))
+    x, y = rng.standard_normal((5, 1, 6, 6)), rng.integers(0, 3, 5)
+    algo = Backprop()
+    before = model.copy_params()
+    tr = algo.trace(model, {}, x, y)
+    for key, value in before.items():
+        assert np.array_equal(model.params()[key], value)
+    assert tr["given"] == {} and tr["after"] == {}
+    n = len(model.layers)
+    assert sorted(tr["values"]) == sorted([f"{k}.y" for k in range(n)] + [f"{k}.dy" for k in range(n)])
+    out = model.forward(x)[0]
+    assert np.array_equal(tr["values"][f"{n - 1}.y"], out)
+    _, dout = softmax_cross_entropy(out, y)
+    assert np.array_equal(tr["values"][f"{n - 1}.dy"], dout)
+    res = algo.step(model, {}, x, y, None)
+    loss, ref, _ = backprop_gradients(model, x, y)
+    assert tr["loss"] == res.loss == loss
+    for key in ref:
+        assert np.array_equal(tr["grads"][key], res.grads[key])
+        assert np.array_equal(res.grads[key], ref[key])
+    # dL/dy_k = dL/dy_{k+1} pulled back through layer k+1 (here: the last Dense)
+    dy_prev, _ = model.layers[-1].backward(dout, model.forward(x)[1][-1])
+    assert np.array_equal(tr["values"][f"{n - 2}.dy"], dy_prev)
+    with pytest.raises(ValueError, match="Backprop.step: unknown keyword 'noise'"):
+        algo.step(model, {}, x, y, None, noise={})
+    with pytest.raises(ValueError, match="Backprop.init_state: unknown keyword 'B'"):
+        algo.init_state(model, None, B={})
