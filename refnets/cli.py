@@ -499,6 +499,8 @@ def build_parser():
                    help=rng_help("seed", "seed of the random test inputs (default 0)"))
     p.add_argument("--list", action="store_true", help="list the groups and their checks")
     p.set_defaults(func=cmd_gradcheck, parser=p)
+
+    __import__("refnets.vectors").vectors.add_subparser(sub)   # refnets vectors export|check
     return parser
 
 
