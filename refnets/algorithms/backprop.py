@@ -25,6 +25,8 @@ key            value                                       shape
 
 ``k.dy`` is recorded for every layer the backward pass visits: the last layer
 down to the first layer with parameters (dL/dx of the data is not computed).
+A model with its own wiring (a Sequential subclass overriding forward/backward,
+such as Target Space's shortcut net) records ``out`` and ``dout`` instead.
 Backprop draws nothing: ``init_state`` and ``step`` accept no given values.
 
 Deviations
@@ -39,6 +41,7 @@ back-propagating errors", Nature 323.
 
 from __future__ import annotations
 
+from ..models import Sequential
 from .base import Algorithm, StepResult, as_recorder, check_given, check_loss_finite
 
 __all__ = ["Backprop"]
@@ -57,12 +60,24 @@ class Backprop(Algorithm):
     def step(self, model, state, x, y, rng, record=None, **given):
         """Forward, loss, backward; info reports the gradient norm.
 
-        The same computation as :func:`~refnets.algorithms.base.backprop_gradients`
-        (``model.backward(..., input_grad=False)``), written out layer by layer
-        so that ``record`` sees every layer's output and output gradient.
+        For a plain :class:`~refnets.models.Sequential` the chain rule is written
+        out layer by layer here (the same operations as ``model.backward(...,
+        input_grad=False)``) so that ``record`` sees every layer's output and
+        output gradient. A model with its own wiring (a subclass that overrides
+        ``forward``/``backward``, e.g. a shortcut net) runs its own chain rule
+        and records ``out`` and ``dout`` (model output and dL/d output) only.
         """
         check_given(given, (), "Backprop.step")
         record = as_recorder(record)
+        if not _plain_chain(model):
+            out, caches = model.forward(x)
+            loss, dout = self.loss(out, y)
+            check_loss_finite(loss, "Backprop.step")
+            record.put("out", out)
+            record.put("dout", dout)
+            _, per_layer = model.backward(dout, caches, input_grad=False)
+            return self._result(loss, model.flatten(per_layer))
+
         h, caches = x, []
         for k, layer in enumerate(model.layers):
             h, cache = layer.forward(h)
@@ -81,9 +96,18 @@ class Backprop(Algorithm):
                 per_layer[k] = layer.backward_params(dy, caches[k])
             else:
                 dy, per_layer[k] = layer.backward(dy, caches[k])
-        grads = model.flatten(per_layer)
+        return self._result(loss, model.flatten(per_layer))
+
+    @staticmethod
+    def _result(loss, grads):
         gnorm = float(sum(float((g * g).sum()) for g in grads.values())) ** 0.5
         return StepResult(loss=loss, grads=grads, info={"grad_norm": gnorm})
+
+
+def _plain_chain(model):
+    """True for a Sequential whose forward/backward are Sequential's own."""
+    return (isinstance(model, Sequential) and type(model).forward is Sequential.forward
+            and type(model).backward is Sequential.backward)
 
 
 def _build(sizes, activation, rng, x_train=None, y_train=None):

@@ -165,3 +165,19 @@ def test_trace_records_every_layer_and_equals_step_and_backprop_gradients(rng):
         algo.step(model, {}, x, y, None, noise={})
     with pytest.raises(ValueError, match="Backprop.init_state: unknown keyword 'B'"):
         algo.init_state(model, None, B={})
+
+
+def test_trace_of_a_model_with_its_own_wiring_records_output_and_its_gradient(rng):
+    """A Sequential subclass with its own forward/backward (shortcut net) keeps its chain rule."""
+    from refnets.algorithms.base import backprop_gradients
+    from refnets.algorithms.target_space import ShortcutMLP
+    from refnets.layers import Dense, Tanh
+
+    model = ShortcutMLP([Dense(2, 3, rng), Tanh(), Dense(5, 2, rng)])
+    x, y = rng.standard_normal((4, 2)), rng.integers(0, 2, 4)
+    tr = Backprop().trace(model, {}, x, y)
+    loss, ref, out = backprop_gradients(model, x, y)
+    assert sorted(tr["values"]) == ["dout", "out"] and np.array_equal(tr["values"]["out"], out)
+    assert tr["loss"] == loss
+    for key in ref:
+        assert np.array_equal(tr["grads"][key], ref[key])
