@@ -8,7 +8,8 @@ code and the deviations are in this package's README.md.
 
 from . import kernels
 from .algorithm import FOLLOW, HSICBottleneck
-from .format import HSICFormat, HSICSigmaCombined, combined_format_setup, format_setup
+from .format import (FORMAT_MIN_STEPS, HSICFormat, HSICSigmaCombined, combined_format_setup,
+                     format_setup, train_format)
 from .metrics import (class_means, fit_unit_mapping, greedy_unit_accuracy, greedy_unit_mapping,
                       hungarian_accuracy, linear_probe_accuracy, mapped_accuracy)
 from .models import (backward_layers, block_keys, forward_layers, hsic_mlp, hsic_resconv,
@@ -16,7 +17,8 @@ from .models import (backward_layers, block_keys, forward_layers, hsic_mlp, hsic
                      split_blocks, torch_default_init, update_running_stats, uses_stats)
 from . import checks  # noqa: E402,F401  (registers the derivative self-checks)
 
-__all__ = ["HSICBottleneck", "FOLLOW", "kernels", "HSICFormat", "format_setup", "HSICSigmaCombined",
+__all__ = ["HSICBottleneck", "FOLLOW", "kernels", "HSICFormat", "format_setup", "train_format",
+           "FORMAT_MIN_STEPS", "HSICSigmaCombined",
            "combined_format_setup", "class_means", "greedy_unit_mapping", "greedy_unit_accuracy",
            "fit_unit_mapping", "mapped_accuracy", "hungarian_accuracy", "linear_probe_accuracy",
            "torch_default_init", "hsic_mlp", "hsic_resconv", "split_blocks", "block_keys",

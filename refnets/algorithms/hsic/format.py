@@ -33,12 +33,19 @@ from ...layers.normalization import BatchNorm
 from ...losses import softmax_cross_entropy
 from ...models import Sequential
 from ...optim import SGD, Momentum
-from ...validation import check_choice, check_input
+from ...validation import check_choice, check_input, check_number
 from ..base import (Algorithm, Recorder, StepResult, as_recorder,
                     backprop_gradients, check_given, check_loss_finite)
 from .algorithm import HSICBottleneck
 
-__all__ = ["HSICFormat", "format_setup", "HSICSigmaCombined", "combined_format_setup"]
+__all__ = ["HSICFormat", "format_setup", "train_format", "FORMAT_MIN_STEPS", "HSICSigmaCombined",
+           "combined_format_setup"]
+
+#: Default length of format training, in SGD steps (lr 0.05, batch 256). Measured
+#: on the embedded Fashion-MNIST subset (``python benchmarks/bench_hsic.py --measure
+#: format``, seeds 0-2): after 400 steps the format layer's test accuracy is within
+#: 0.2 points of its value after 800 steps; after 200 steps it trails by up to 1.5.
+FORMAT_MIN_STEPS = 400
 
 
 class HSICFormat(Algorithm):
@@ -112,6 +119,39 @@ def format_setup(hsic_model, hsic_algo, hsic_state, n_classes, rng, lr=0.01, wei
     features = lambda x: hsic_algo.features(hsic_model, hsic_state, x, bn=bn)  # noqa: E731
     model = Sequential([Dense(_output_width(hsic_model), n_classes, rng)])
     return Setup(model, HSICFormat(features), SGD(lr, weight_decay=weight_decay))
+
+
+def train_format(setup, x, y, rng, epochs=None, batch_size=256):
+    """Train a format stage (only its output layer learns); return its state.
+
+    Parameters
+    ----------
+    setup : Setup from :func:`format_setup` or :func:`combined_format_setup`
+    x, y : the training set
+    rng : numpy.random.Generator, shuffles the batches
+    epochs : int, optional
+        Default: enough epochs for ``FORMAT_MIN_STEPS`` SGD steps,
+        ceil(400 / ceil(N / batch_size)): 2 on the full Fashion-MNIST
+        (235 steps per epoch), 20 on the embedded 5000-image subset.
+    batch_size : int
+
+    Returns
+    -------
+    dict, the format algorithm's state (for ``setup.algorithm.predict``).
+    """
+    from ...datasets import minibatches
+    where = "train_format"
+    batch_size = check_number(batch_size, "batch_size", where, low=1, integer=True)
+    if epochs is None:
+        per_epoch = -(-len(x) // batch_size)
+        epochs = max(1, -(-FORMAT_MIN_STEPS // per_epoch))
+    epochs = check_number(epochs, "epochs", where, low=1, integer=True)
+    state = setup.algorithm.init_state(setup.model, rng)
+    for _ in range(epochs):
+        for xb, yb in minibatches(x, y, batch_size, rng):
+            res = setup.algorithm.step(setup.model, state, xb, yb, rng)
+            setup.optimizer.update(setup.algorithm.variables(setup.model, state), res.grads)
+    return state
 
 
 def _output_width(model):

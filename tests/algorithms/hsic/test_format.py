@@ -6,7 +6,7 @@ import pytest
 from refnets.algorithms import backprop_gradients
 from refnets.algorithms.hsic.algorithm import HSICBottleneck
 from refnets.algorithms.hsic.format import (HSICFormat, HSICSigmaCombined, combined_format_setup,
-                                            format_setup)
+                                            format_setup, train_format)
 from refnets.algorithms.hsic.models import hsic_mlp
 from refnets.gradcheck import assert_close, numerical_gradient
 from refnets.layers import Dense
@@ -92,3 +92,49 @@ def test_bad_input(rng):
     combo = HSICSigmaCombined([HSICBottleneck(3)])
     with pytest.raises(ValueError, match="list of 1 networks"):
         combo.init_state(hsic_mlp([4, 3], rng), rng)
+
+
+class _CountingFormat:
+    """A stand-in format stage that counts SGD steps and batch sizes."""
+
+    def __init__(self):
+        from refnets.algorithms.base import StepResult
+        self.sizes, self._res = [], StepResult(0.0, {}, {})
+        self.model, self.optimizer, self.algorithm = None, self, self
+
+    def init_state(self, model, rng):
+        return {}
+
+    def variables(self, model, state):
+        return {}
+
+    def step(self, model, state, x, y, rng):
+        self.sizes.append(len(x))
+        return self._res
+
+    def update(self, params, grads):
+        pass
+
+
+@pytest.mark.parametrize("n, epochs, steps", [(60000, 2, 470), (5000, 20, 400), (4000, 25, 400),
+                                              (100, 400, 400)])
+def test_train_format_default_is_400_steps_rounded_up_to_epochs(rng, n, epochs, steps):
+    """FORMAT_MIN_STEPS = 400: ceil(400 / ceil(n / 256)) epochs of ceil(n / 256) steps."""
+    from refnets.algorithms.hsic.format import FORMAT_MIN_STEPS, train_format
+    assert FORMAT_MIN_STEPS == 400
+    stub = _CountingFormat()
+    train_format(stub, np.zeros((n, 1)), np.zeros(n, dtype=int), rng)
+    assert len(stub.sizes) == steps
+    assert sum(stub.sizes) == epochs * n
+    stub = _CountingFormat()
+    train_format(stub, np.zeros((n, 1)), np.zeros(n, dtype=int), rng, epochs=3, batch_size=n)
+    assert stub.sizes == [n, n, n]
+
+
+def test_train_format_trains_the_output_layer(rng):
+    model, algo, state, x, y = trained_hsic(rng)
+    setup = format_setup(model, algo, state, 4, rng, lr=0.1)
+    before = setup.model.copy_params()
+    fst = train_format(setup, x, y, rng, epochs=5, batch_size=10)
+    assert not np.allclose(setup.model.params()["0.W"], before["0.W"])
+    assert setup.algorithm.predict(setup.model, fst, x).shape == (20, 4)

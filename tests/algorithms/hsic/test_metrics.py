@@ -107,3 +107,70 @@ def test_bad_input():
         hm.fit_unit_mapping(np.ones((3, 2)), np.array([0, 1, 2]), 3)
     with pytest.raises(ValueError, match="one label per row"):
         hm.class_means(np.ones((3, 2)), np.array([0, 1]), 2)
+
+
+# ----------------------------------------------------------------------------
+# the greedy metric of a trained net: running statistics by default
+# ----------------------------------------------------------------------------
+def _trained_net(seed=0, n=60, classes=3):
+    from refnets.algorithms.hsic import HSICBottleneck, hsic_mlp
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    x = rng.standard_normal((n, 6)) + 2.0 * np.eye(6)[y]       # class-dependent inputs
+    model = hsic_mlp([6, 8, classes], rng)
+    algo = HSICBottleneck(n_classes=classes, sigma=2.0, beta=10.0, lr=0.05)
+    state = algo.init_state(model, None)
+    for _ in range(5):
+        algo.step(model, state, x, y, None)
+    return model, algo, state, x, y
+
+
+def test_greedy_accuracy_with_running_statistics_ignores_the_order():
+    """Default bn='running': a sample's output does not depend on its batch, so sorting the
+    set by class changes nothing; the score is greedy_unit_accuracy of the features."""
+    model, algo, state, x, y = _trained_net()
+    acc, units = algo.greedy_accuracy(model, state, x, y, batch_size=7)
+    expected = hm.greedy_unit_accuracy(algo.features(model, state, x), y, 3)
+    assert acc == expected[0]
+    np.testing.assert_array_equal(units, expected[1])
+    order = np.argsort(y, kind="stable")
+    assert algo.greedy_accuracy(model, state, x[order], y[order], batch_size=7)[0] == acc
+
+
+def test_greedy_accuracy_with_batch_statistics_is_the_authors_computation():
+    model, algo, state, x, y = _trained_net()
+    out = np.vstack([algo.features(model, state, x[i:i + 16], bn="batch") for i in range(0, 60, 16)])
+    acc, _ = algo.greedy_accuracy(model, state, x, y, bn="batch", batch_size=16)
+    assert acc == hm.greedy_unit_accuracy(out, y, 3)[0]
+
+
+def test_greedy_accuracy_refuses_single_class_batches():
+    """Class-sorted data in batches of one class: each unit is normalised to that class's
+    own statistics and the class signal is gone, so bn='batch' refuses."""
+    model, algo, state, x, y = _trained_net()
+    order = np.argsort(y, kind="stable")           # 20 samples per class
+    with pytest.raises(ValueError, match=r"greedy_accuracy: evaluation batch of rows 0..19 "
+                                         r"holds only class 0; with bn='batch'"):
+        algo.greedy_accuracy(model, state, x[order], y[order], bn="batch", batch_size=20)
+
+
+def test_greedy_accuracy_warns_on_batches_with_few_classes():
+    from refnets.algorithms.hsic import HSICBottleneck, hsic_mlp
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(6), 10)                # class-sorted, 6 classes
+    x = rng.standard_normal((60, 6))
+    model = hsic_mlp([6, 8, 6], rng)
+    algo = HSICBottleneck(n_classes=6)
+    state = algo.init_state(model, None)
+    with pytest.warns(UserWarning, match=r"holds 2 of the 6 classes"):
+        algo.greedy_accuracy(model, state, x, y, bn="batch", batch_size=20)
+
+
+def test_greedy_accuracy_bad_input():
+    model, algo, state, x, y = _trained_net()
+    with pytest.raises(ValueError, match=r"greedy_accuracy: bn must be one of \['running', 'batch'\]"):
+        algo.greedy_accuracy(model, state, x, y, bn="train")
+    with pytest.raises(ValueError, match=r"greedy_accuracy: y must hold 60 integer labels"):
+        algo.greedy_accuracy(model, state, x, y[:10])
+    with pytest.raises(ValueError, match=r"greedy_accuracy: batch_size must be >= 2"):
+        algo.greedy_accuracy(model, state, x, y, batch_size=1)
