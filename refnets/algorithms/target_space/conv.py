@@ -35,6 +35,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...layers.conv import col2im, im2col
+from ..base import NULL_RECORDER
+from .dense import Realiser, _record_backward
 from .solve import design_matrix, ridge_solve, ridge_solve_vjp
 
 __all__ = ["ConvRealiser", "rows_to_nchw", "nchw_to_rows"]
@@ -50,7 +52,7 @@ def nchw_to_rows(x):
     return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
-class ConvRealiser:
+class ConvRealiser(Realiser):
     """Target Space for one Conv2D layer (stride 1, 'same')."""
 
     kind = "conv"
@@ -76,7 +78,7 @@ class ConvRealiser:
         n, _, h, w = x_shape
         return (n * h * w, self.layer.c_out)
 
-    def realise(self, x, T, lam, scu):
+    def realise(self, x, T, lam, scu, zero_lam="min-norm"):
         """Solve the kernel from im2col patches of the realised input.
 
         Parameters
@@ -86,6 +88,8 @@ class ConvRealiser:
         lam : float
         scu : bool
             Output realised sums (SCU) or the targets (OCU), as (n_bar, C_out, H, W).
+        zero_lam : {'min-norm', 'cholesky'}
+            The solve's branch at lam = 0 (:func:`ridge_solve`).
 
         Returns
         -------
@@ -97,23 +101,24 @@ class ConvRealiser:
         kh, kw = layer.kernel_size
         n, _, h, w = x.shape
         A = design_matrix(im2col(x, kh, kw, 1, layer.padding))  # [1, P]  (n h w, 1 + C kh kw)
-        W_full, solve = ridge_solve(A, T, lam)                  # (TS-10), (TS-2)
+        W_full, solve = ridge_solve(A, T, lam, zero_lam=zero_lam)   # (TS-10), (TS-2)
         S = solve["AW"]                                         # = conv(X_bar, K) + b, as rows
         params = self.params_from_full(W_full)
         out = rows_to_nchw(S if scu else T, n, h, w)
-        return params, out, {"solve": solve, "x_shape": x.shape, "S": S, "scu": scu}
+        return params, out, {"solve": solve, "x_shape": x.shape, "S": S, "T": T, "scu": scu}
 
-    def backward(self, rec, grads, d_out, need_dx):
+    def backward(self, rec, grads, d_out, need_dx, record=NULL_RECORDER, prefix=""):
         """dL/dT and dL/d(realised input image); see DenseRealiser.backward."""
         layer, solve = self.layer, rec["solve"]
         kh, kw = layer.kernel_size
-        dW = np.concatenate([grads["b"][None, :], grads["W"].reshape(layer.c_out, -1).T], axis=0)
+        dW = self.full_from_grads(grads)                       # dW_mb in the solve layout
         dA_out = None
         if d_out is not None and rec["scu"]:
             dS = nchw_to_rows(d_out)
             dW = dW + solve["A"].T @ dS                 # S_bar = A_bar W feeds later layers (TS-6)
             dA_out = dS @ solve["W"].T
         dT, dA = ridge_solve_vjp(dW, solve, need_dA=need_dx)                   # (TS-7)
+        _record_backward(record, prefix, dW, d_out, dA)
         if d_out is not None and not rec["scu"]:
             dT = dT + nchw_to_rows(d_out)               # OCU: targets = next input (TS-8a)
         if not need_dx:
@@ -123,6 +128,11 @@ class ConvRealiser:
         # drop the bias column, then patches -> image: the adjoint of im2col (TS-10a)
         dx = col2im(np.ascontiguousarray(dA[:, 1:]), rec["x_shape"], kh, kw, 1, layer.padding)
         return dT, dx
+
+    def full_from_grads(self, grads):
+        """Conv2D {'W', 'b'} gradient -> solve layout (1 + C_in kh kw, C_out), bias row 0."""
+        return np.concatenate([grads["b"][None, :], grads["W"].reshape(self.layer.c_out, -1).T],
+                              axis=0)
 
     def params_from_full(self, W_full):
         """Solve layout (1 + C_in kh kw, C_out) -> Conv2D {'W' (C_out, C_in, kh, kw), 'b'}."""

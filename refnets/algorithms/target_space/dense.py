@@ -36,9 +36,10 @@ import numpy as np
 from ...layers.activations import Activation, get_activation
 from ...layers.dense import Dense
 from ...models import Sequential
+from ..base import NULL_RECORDER
 from .solve import design_matrix, ridge_solve, ridge_solve_vjp
 
-__all__ = ["DenseRealiser", "ShortcutMLP", "shortcut_mlp", "split_blocks"]
+__all__ = ["Realiser", "DenseRealiser", "ShortcutMLP", "shortcut_mlp", "split_blocks"]
 
 
 # ----------------------------------------------------------------------------
@@ -167,9 +168,34 @@ def shortcut_mlp(sizes, activation="tanh", rng=None, init="glorot_uniform"):
 
 
 # ----------------------------------------------------------------------------
-# the Dense realiser (Conv2D and RNN ones live in their own modules)
+# what every realiser shares, and the Dense realiser (Conv2D and RNN: own modules)
 # ----------------------------------------------------------------------------
-class DenseRealiser:
+class Realiser:
+    """What the Dense, Conv2D and RNN realisers share: projection and trace records.
+
+    A realiser turns one layer's targets into its weights (``realise``) and
+    back-propagates through that (``backward``); ``full_from_grads`` converts
+    the layer's refnets-layout gradient to the solve layout (1 + fan_in, n_out).
+    """
+
+    def projected_targets(self, params, rec):
+        """Initial projection T_k <- S_bar_k (TS-14)."""
+        return rec["S"].copy()
+
+    def record_realisation(self, record, prefix, params, rec):
+        """Trace keys of the realisation: T, A_bar, W_full, S_bar (README section 2)."""
+        solve = rec["solve"]
+        record.put(prefix + "T", rec["T"])
+        record.put(prefix + "A_bar", solve["A"])
+        record.put(prefix + "W_full", solve["W"])
+        record.put(prefix + "S_bar", rec["S"])
+
+    def record_minibatch(self, record, prefix, grads, cache):
+        """Trace key dW_mb: the minibatch gradient in the solve layout."""
+        record.put(prefix + "dW_mb", self.full_from_grads(grads))
+
+
+class DenseRealiser(Realiser):
     """Target Space for one Dense layer: A_bar = [1, x_bar], one row per example.
 
     ``x_bar`` may have leading dimensions (e.g. (T_bar, n_bar, H) for a per-step
@@ -192,7 +218,7 @@ class DenseRealiser:
                              f"got {tuple(x_shape)} (check x_source against the model)")
         return tuple(x_shape[:-1]) + (self.layer.n_out,)
 
-    def realise(self, x, T, lam, scu):
+    def realise(self, x, T, lam, scu, zero_lam="min-norm"):
         """Solve W_k from the realised input ``x`` and targets ``T`` (TS-2, TS-4).
 
         Parameters
@@ -202,6 +228,8 @@ class DenseRealiser:
         lam : float
         scu : bool
             Output the realised sums S_bar = A_bar W (SCU) or the targets (OCU).
+        zero_lam : {'min-norm', 'cholesky'}
+            The solve's branch at lam = 0 (:func:`ridge_solve`).
 
         Returns
         -------
@@ -211,14 +239,14 @@ class DenseRealiser:
         """
         n_in, n_out = self.layer.n_in, self.layer.n_out
         A = design_matrix(x.reshape(-1, n_in))                  # [1, X_bar]       (TS-1)
-        W_full, solve = ridge_solve(A, T.reshape(-1, n_out), lam)                # (TS-2)
+        W_full, solve = ridge_solve(A, T.reshape(-1, n_out), lam, zero_lam=zero_lam)  # (TS-2)
         S = solve["AW"]                                         # realised sums S_bar = A W
         params = self.params_from_full(W_full)                                   # (TS-3)
         out = S.reshape(T.shape) if scu else T                  # (TS-4) / OCU (TS-4a)
-        return params, out, {"solve": solve, "x_shape": x.shape, "T_shape": T.shape,
+        return params, out, {"solve": solve, "x_shape": x.shape, "T_shape": T.shape, "T": T,
                              "S": S.reshape(T.shape), "scu": scu}
 
-    def backward(self, rec, grads, d_out, need_dx):
+    def backward(self, rec, grads, d_out, need_dx, record=NULL_RECORDER, prefix=""):
         """dL/dT_k and dL/d(realised input) of this layer's solve.
 
         Parameters
@@ -230,16 +258,19 @@ class DenseRealiser:
             solves); None if nothing downstream reads it (or the ablation).
         need_dx : bool
             Compute the gradient w.r.t. the realised input.
+        record, prefix : Recorder and ``"k."``
+            Record dW_hat (total dL/dW_k), dS_bar and dA_bar (README section 2).
         """
         solve = rec["solve"]
         n_out = self.layer.n_out
-        dW = np.concatenate([grads["b"][None, :], grads["W"].T], axis=0)  # solve layout
+        dW = self.full_from_grads(grads)                        # dW_mb in the solve layout
         dA_out = None
         if d_out is not None and rec["scu"]:
             dS = d_out.reshape(-1, n_out)
             dW = dW + solve["A"].T @ dS            # S_bar = A_bar W: realised-output path (TS-6)
             dA_out = dS @ solve["W"].T
         dT, dA = ridge_solve_vjp(dW, solve, need_dA=need_dx)     # (TS-7)
+        _record_backward(record, prefix, dW, d_out, dA)
         dT = dT.reshape(rec["T_shape"])
         if d_out is not None and not rec["scu"]:
             dT = dT + d_out                        # OCU: T_k is the next layer's input (TS-8a)
@@ -249,6 +280,10 @@ class DenseRealiser:
             dA = dA + dA_out
         return dT, dA[:, 1:].reshape(rec["x_shape"])  # drop the bias column (TS-8)
 
+    def full_from_grads(self, grads):
+        """refnets {'W', 'b'} gradient -> solve layout (1 + n_in, n_out), bias row 0."""
+        return np.concatenate([grads["b"][None, :], grads["W"].T], axis=0)
+
     def params_from_full(self, W_full):
         """Solve-layout (1 + n_in, n_out) weights -> refnets {'W', 'b'} (TS-3)."""
         return {"W": np.ascontiguousarray(W_full[1:].T), "b": W_full[0].copy()}
@@ -256,3 +291,12 @@ class DenseRealiser:
     def fan(self):
         """(1 + fan_in, fan_out) of the solve-layout weight matrix."""
         return 1 + self.layer.n_in, self.layer.n_out
+
+
+def _record_backward(record, prefix, dW, d_out, dA):
+    """Trace keys of one layer's backward: dW_hat, dS_bar, dA_bar (those computed)."""
+    record.put(prefix + "dW_hat", dW)
+    if d_out is not None:
+        record.put(prefix + "dS_bar", d_out)
+    if dA is not None:
+        record.put(prefix + "dA_bar", dA)

@@ -38,6 +38,8 @@ run of the output solve's dL/dh_bar; its ridge VJP gives dL/dT_h directly
 and dL/dA_h, whose recurrent block at row block t is a gradient w.r.t.
 tanh(T_h[t-1]), so dL/dT_h[t-1] += dA_h[t, :, recurrent] * tanh'(T_h[t-1]).
 In OCU mode the output solve's input gradient reaches T_h through tanh'.
+The initial projection (TS-14b) assigns T_h the pre-activations of a run of
+the network on X_bar with the solved W_h (as the authors' TF2 ``TSRNNDense``).
 Targets are time-major here, (n_bar, T_bar, .) in the authors' code (README
 section 6).
 """
@@ -46,12 +48,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..base import NULL_RECORDER
+from .dense import Realiser, _record_backward
 from .solve import design_matrix, ridge_solve, ridge_solve_vjp
 
-__all__ = ["RNNRealiser"]
+__all__ = ["RNNRealiser", "run_preactivations"]
 
 
-class RNNRealiser:
+def run_preactivations(x, params, hs):
+    """a_t = x_t W_x^T + h_{t-1} W_h^T + b of a run with states ``hs`` (h_0 = 0).
+
+    Parameters
+    ----------
+    x : ndarray of shape (T, N, D), time-major
+    params : dict 'W_x' (H, D), 'W_h' (H, H), 'b' (H,)
+    hs : ndarray of shape (T, N, H), the states h_1..h_T of that run
+
+    Returns
+    -------
+    a : ndarray of shape (T, N, H), with h_t = tanh(a_t)
+    """
+    h_prev = np.concatenate([np.zeros_like(hs[:1]), hs[:-1]], axis=0)
+    return x @ params["W_x"].T + h_prev @ params["W_h"].T + params["b"]
+
+
+class RNNRealiser(Realiser):
     """Target Space for the model's first layer, an Elman RNN (OCU in time)."""
 
     kind = "rnn"
@@ -73,7 +94,7 @@ class RNNRealiser:
         h_prev = np.concatenate([np.zeros((1, n, self.layer.n_hidden)), np.tanh(T[:-1])], axis=0)
         return design_matrix(np.concatenate([x, h_prev], axis=-1).reshape(t_bar * n, -1))
 
-    def realise(self, x, T, lam, scu):
+    def realise(self, x, T, lam, scu, zero_lam="min-norm"):
         """One solve over all T_bar*n_bar rows; output realised (hybrid) or tanh(T) states.
 
         Parameters
@@ -84,6 +105,8 @@ class RNNRealiser:
         scu : bool
             True: hybrid (run the RNN with the solved weights on X_bar);
             False: OCU (the read-out reads tanh(T)).
+        zero_lam : {'min-norm', 'cholesky'}
+            The solve's branch at lam = 0 (:func:`ridge_solve`).
 
         Returns
         -------
@@ -93,9 +116,9 @@ class RNNRealiser:
         """
         A = self._design(x, T)
         H = self.layer.n_hidden
-        W_full, solve = ridge_solve(A, T.reshape(-1, H), lam)                 # (TS-11)
+        W_full, solve = ridge_solve(A, T.reshape(-1, H), lam, zero_lam=zero_lam)   # (TS-11)
         params = self.params_from_full(W_full)
-        rec = {"solve": solve, "T": T, "x_shape": x.shape, "scu": scu,
+        rec = {"solve": solve, "T": T, "x": x, "x_shape": x.shape, "scu": scu,
                "S": solve["AW"].reshape(T.shape)}
         if scu:
             out, rec["run"] = self.layer.forward(x, params)     # realised h_bar_t (TS-11a)
@@ -103,7 +126,32 @@ class RNNRealiser:
             out = np.tanh(T)                                    # OCU read-out (TS-11a)
         return params, out, rec
 
-    def backward(self, rec, grads, d_out, need_dx):
+    def _run(self, params, rec):
+        """States h_bar and pre-activations a_bar of the RNN run on X_bar with W_h."""
+        hs = rec["run"]["hs"] if "run" in rec else self.layer.forward(rec["x"], params)[0]
+        return hs, run_preactivations(rec["x"], params, hs)
+
+    def projected_targets(self, params, rec):
+        """Initial projection (TS-14): T_h <- the pre-activations of a run of the network on
+        X_bar with the solved W_h (what the authors' TF2 ``TSRNNDense`` assigns), not the
+        OCU solve's fitted values A_h W_h."""
+        return self._run(params, rec)[1]
+
+    def record_realisation(self, record, prefix, params, rec):
+        """Trace keys T, A_bar, W_full, S_bar, and a_bar, h_bar of the run on X_bar."""
+        super().record_realisation(record, prefix, params, rec)
+        hs, a = self._run(params, rec)
+        record.put(prefix + "a_bar", a)
+        record.put(prefix + "h_bar", hs)
+
+    def record_minibatch(self, record, prefix, grads, cache):
+        """Trace keys dW_mb, and a, h: the minibatch run's pre-activations and states."""
+        super().record_minibatch(record, prefix, grads, cache)
+        params = {name: cache[name] for name in ("W_x", "W_h", "b")}
+        record.put(prefix + "a", run_preactivations(cache["x"], params, cache["hs"]))
+        record.put(prefix + "h", cache["hs"])
+
+    def backward(self, rec, grads, d_out, need_dx, record=NULL_RECORDER, prefix=""):
         """dL/dT_h (the realisation input X_bar is data: no dx)."""
         layer, solve, T = self.layer, rec["solve"], rec["T"]
         D, H = layer.n_in, layer.n_hidden
@@ -115,13 +163,18 @@ class RNNRealiser:
                 g = {name: g[name] + g_run[name] for name in g}
             else:                                   # OCU: the read-out read tanh(T_h)
                 dT_direct = d_out * (1.0 - np.tanh(T) ** 2)
-        dW = np.concatenate([g["b"][None, :], g["W_x"].T, g["W_h"].T], axis=0)  # (1+D+H, H)
+        dW = self.full_from_grads(g)                                            # (1+D+H, H)
         dT, dA = ridge_solve_vjp(dW, solve)                                     # (TS-7)
+        _record_backward(record, prefix, dW, d_out, dA)
         dT = dT.reshape(T.shape) + dT_direct
         # recurrent columns of row block t hold tanh(T[t-1]): chain rule into T[t-1] (TS-11b)
         dh_prev = dA[:, 1 + D:].reshape(T.shape)
         dT[:-1] += dh_prev[1:] * (1.0 - np.tanh(T[:-1]) ** 2)
         return dT, None
+
+    def full_from_grads(self, grads):
+        """RNN {'W_x', 'W_h', 'b'} gradient -> solve layout (1 + D + H, H), rows [b, x, h]."""
+        return np.concatenate([grads["b"][None, :], grads["W_x"].T, grads["W_h"].T], axis=0)
 
     def params_from_full(self, W_full):
         """Solve layout (1 + D + H, H) rows [bias, input, recurrent] -> refnets RNN params."""

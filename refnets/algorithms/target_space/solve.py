@@ -129,7 +129,7 @@ def _cond_from_cholesky(L):
     return float((d.max() / d.min()) ** 2) if d.min() > 0 else float("inf")
 
 
-def ridge_solve(A, T, lam, branch=None):
+def ridge_solve(A, T, lam, branch=None, zero_lam="min-norm"):
     """Solve W = argmin ||A W - T||^2 + lam ||W||^2 (the paper's Eq. 6-7; TS-2).
 
     Parameters
@@ -142,8 +142,13 @@ def ridge_solve(A, T, lam, branch=None):
         Absolute L2 regularisation (not scaled by r); it penalises the bias
         row too, as in the authors' code.
     branch : {None, 'normal', 'kernel', 'min-norm'}
-        Force a branch (tests compare them); default: 'min-norm' at lam = 0,
-        otherwise 'normal' when r >= c and 'kernel' when r < c.
+        Force a branch (tests compare them); default: 'min-norm' at lam = 0
+        (see ``zero_lam``), otherwise 'normal' when r >= c and 'kernel' when r < c.
+    zero_lam : {'min-norm', 'cholesky'}
+        The default branch at lam = 0: the SVD minimum-norm solution (TS-2b),
+        or 'normal'/'kernel' by shape like TF's ``lstsq(fast=True)`` (Cholesky
+        of the unregularised Gram; a singular Gram falls back to min-norm
+        with a :class:`RidgeSolveWarning`).
 
     Returns
     -------
@@ -170,11 +175,18 @@ def ridge_solve(A, T, lam, branch=None):
     r, c = A.shape
     if r == 0 or c == 0 or T.shape[1] == 0:
         raise ValueError(f"{where}: A and T must be non-empty, got A {A.shape}, T {T.shape}")
+    if zero_lam not in ("min-norm", "cholesky"):
+        raise ValueError(f"{where}: zero_lam must be 'min-norm' or 'cholesky', got {zero_lam!r}")
+    forced = branch is not None
     if branch is None:
-        branch = "min-norm" if lam == 0.0 else ("normal" if r >= c else "kernel")
+        by_shape = "normal" if r >= c else "kernel"
+        branch = "min-norm" if lam == 0.0 and zero_lam == "min-norm" else by_shape
     if branch not in BRANCHES:
         raise ValueError(f"{where}: branch must be None or one of {BRANCHES}, got {branch!r}")
     if branch != "min-norm" and lam == 0.0 and not _full_rank_for(A, branch):
+        if not forced:
+            warn_once(f"{where}: at lam = 0 the {branch}-form Gram of A {A.shape} is singular "
+                      f"(Cholesky would fail); using the minimum-norm solution instead")
         branch = "min-norm"       # an unregularised Gram that is singular: no Cholesky
 
     cache = {"A": A, "T": T, "lam": lam}

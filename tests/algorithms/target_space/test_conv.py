@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from refnets.algorithms.target_space.algorithm import TargetSpace, pipeline_gradient_error, tf1_weight_init
+from refnets.algorithms.target_space.algorithm import TargetSpace, tf1_weight_init
+from refnets.algorithms.target_space.checks import pipeline_gradient_error
 from refnets.algorithms.target_space.conv import ConvRealiser, nchw_to_rows, rows_to_nchw
 from refnets.gradcheck import directional_check, numerical_gradient, rel_error
 from refnets.layers.conv import Conv2D, conv2d_naive

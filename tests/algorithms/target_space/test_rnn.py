@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from refnets.algorithms.target_space.algorithm import TargetSpace, pipeline_gradient_error
+from refnets.algorithms.target_space.algorithm import TargetSpace
+from refnets.algorithms.target_space.checks import pipeline_gradient_error
 from refnets.algorithms.target_space.rnn import RNNRealiser
 from refnets.datasets import bit_sequences
 from refnets.gradcheck import rel_error
