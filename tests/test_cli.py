@@ -211,7 +211,7 @@ def test_compare_list_shows_what_build_returns(capsys):
         text = blocks[name]
         assert f"lr={setup.optimizer.lr:g}" in text and type(setup.optimizer).__name__ in text
         assert type(setup.algorithm).__name__ in text and "model      4-3-2: " in text
-    assert "settings   lam=0.1" in blocks["target-space"]
+    assert "lam=0.1" in blocks["target-space"].split("settings   ", 1)[1]
     assert "decor.lr=" in blocks["decor-fa"]
     for r in OPTION_RANGES.values():
         assert f"{r.name} {r.describe()}" in out
