@@ -110,9 +110,10 @@ def ftnn(sizes, function=DEFAULT_FUNCTION, activation="tanh", rng=None, init="of
     path, max_elements :
         Passed to every :class:`FunctionalDense`.
     theta, signs : dict, optional
-        Given initial draws ``{"k.theta": (p, n_out, n_in)}`` and
-        ``{"k.signs": (n_out, n_in)}``, k the model layer index (0, 2, 4, ...:
-        activations sit between); a given value consumes nothing from ``rng``.
+        Given initial draws ``{"k.theta": (n_theta, n_out, n_in)}`` (n_theta
+        parameters per edge) and ``{"k.signs": (n_out, n_in)}``, k the model layer
+        index (0, 2, 4, ...: activations sit between); a given value consumes
+        nothing from ``rng``.
     W : dict, optional
         ``{"k.W": (n_out, n_in)}`` for the dense output layer (``output='dense'``).
     """
