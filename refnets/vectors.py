@@ -69,6 +69,7 @@ from .layers import activations as _act
 from .layers.conv import Conv2D
 from .layers.conv_transpose import ConvTranspose2D
 from .layers.dense import Dense
+from .layers.functional import FunctionalDense
 from .layers.normalization import BatchNorm
 from .layers.pooling import AvgPool2D, Flatten, MaxPool2D
 from .layers.recurrent import RNN, LastStep
@@ -123,6 +124,12 @@ def _layer_config(layer):
     if isinstance(layer, Residual):
         return {"type": t, "branch": [_layer_config(sub) for sub in layer.branch],
                 "activation": _layer_config(layer.activation)}
+    if isinstance(layer, FunctionalDense):
+        if layer.signs is not None:
+            raise ValueError(f"model_config: {layer!r} has fixed random signs, which the config "
+                             f"does not hold yet")
+        return {"type": t, "n_in": layer.n_in, "n_out": layer.n_out,
+                "function": layer.function.name, "path": layer.path, "bias": layer.bias}
     if type(layer) in (Flatten, LastStep):
         return {"type": t}
     if isinstance(layer, _act.Activation) and type(layer).__name__ in _ACTIVATIONS:
@@ -161,6 +168,9 @@ _BUILDERS = {
                                      eps=c.get("eps", 1e-5), momentum=c.get("momentum", 0.1)),
     "Residual": lambda c: Residual([_layer_from_config(b) for b in c["branch"]],
                                    _layer_from_config(c["activation"])),
+    "FunctionalDense": lambda c: FunctionalDense(c["n_in"], c["n_out"], c["function"], _rng(),
+                                                 path=c.get("path", "auto"),
+                                                 bias=c.get("bias", True)),
     "Flatten": lambda c: Flatten(),
     "LastStep": lambda c: LastStep(),
     **{name: (lambda c, cls=cls: cls(**({"alpha": c["alpha"]} if "alpha" in c else {})))
@@ -262,6 +272,21 @@ def _rnn_data(rng, n=4, T=5):
     return [(rng.standard_normal((T, n, 2)), rng.integers(0, 3, n)) for _ in range(STEPS)]
 
 
+def _hsic_model(rng):
+    from .algorithms.hsic import hsic_mlp
+    return hsic_mlp([4, 5, 3], rng, activation="relu")
+
+
+def _ftm_model(rng):
+    from .algorithms.functional_transfer import ftnn
+    return ftnn([4, 5, 3], "F03", "tanh", rng)
+
+
+def _decor(lr):
+    """Keyword value of a decorrelator (an object, written as class + keywords)."""
+    return {"class": "decorrelation:Decorrelation", "kwargs": {"lr": lr}}
+
+
 #: method name -> {case name: Case}. A method whose package makes every draw
 #: injectable and records its trace gets its cases here.
 CASES = {
@@ -271,6 +296,33 @@ CASES = {
         "conv": Case(_conv_model, _conv_data, "backprop:Backprop",
                      optimizer={"name": "momentum", "lr": 0.1, "momentum": 0.9}),
         "rnn": Case(_rnn_model, _rnn_data, "backprop:Backprop"),
+    },
+    "decor-bp": {
+        "dense": Case(_dense_model, _dense_data, "decorrelation:DecorrelatedBackprop",
+                      {"decorrelate": _decor(0.01)}, optimizer={"name": "adam", "lr": 0.01}),
+        "conv": Case(_conv_model, _conv_data, "decorrelation:DecorrelatedBackprop",
+                     {"decorrelate": _decor(0.01)}),
+    },
+    "fa": {
+        "dense": Case(_dense_model, _dense_data, "decorrelation:FeedbackAlignment"),
+        "conv": Case(_conv_model, _conv_data, "decorrelation:FeedbackAlignment"),
+    },
+    "decor-fa": {
+        "dense": Case(_dense_model, _dense_data, "decorrelation:FeedbackAlignment",
+                      {"decorrelate": _decor(0.01)}),
+    },
+    "decor-np": {
+        "dense": Case(_dense_model, _dense_data, "decorrelation:NodePerturbation",
+                      {"sigma": 1e-3, "decorrelate": _decor(0.01)}),
+    },
+    "hsic": {
+        "dense": Case(_hsic_model, _dense_data, "hsic:HSICBottleneck",
+                      {"n_classes": 3, "sigma": 6.0, "beta": 1000.0, "lr": 0.01,
+                       "weight_decay": 1e-3}),
+    },
+    "ftm": {
+        "dense": Case(_ftm_model, _dense_data, "functional_transfer:FunctionalTransfer",
+                      optimizer={"name": "adam", "lr": 0.01}),
     },
 }
 
@@ -285,37 +337,53 @@ def exportable_methods():
 _LOSSES = ("softmax_cross_entropy", "masked_softmax_cross_entropy", "mse")
 
 
-def _build_algorithm(spec, loss_name):
+def _build_algorithm(cfg, loss_name):
     from . import losses
-    if not isinstance(spec, dict) or not isinstance(spec.get("class"), str) \
-            or not isinstance(spec.get("kwargs", {}), dict):
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("class"), str) \
+            or not isinstance(cfg.get("kwargs", {}), dict):
         raise VectorFileError(f"algorithm must be {{'class': 'module:Class', 'kwargs': {{...}}}}, "
-                              f"got {spec!r}")
-    module, _, name = spec["class"].partition(":")
-    if not name or not all(part.isidentifier() for part in module.split(".")):
-        raise VectorFileError(f"algorithm class must be 'module:Class' with module under "
-                              f"refnets.algorithms, got {spec['class']!r}")
-    try:
-        cls = getattr(importlib.import_module(f"refnets.algorithms.{module}"), name)
-    except (ImportError, AttributeError):
-        raise VectorFileError(f"algorithm class {spec['class']!r} not found under "
-                              f"refnets.algorithms") from None
-    if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
-        raise VectorFileError(f"{spec['class']!r} is not a refnets Algorithm")
+                              f"got {cfg!r}")
+    cls = _resolve(cfg["class"])
     if loss_name not in _LOSSES:
         raise VectorFileError(f"loss must be one of {list(_LOSSES)}, got {loss_name!r}")
-    kwargs = dict(spec.get("kwargs", {}))
+    kwargs = {k: _decode(v) for k, v in cfg.get("kwargs", {}).items()}
     if "loss" in inspect.signature(cls).parameters:
         kwargs["loss"] = getattr(losses, loss_name)
     return cls(**kwargs)
 
 
-def _build_optimizer(spec):
+def _resolve(path, base=Algorithm):
+    """The class ``"module:Class"`` under refnets.algorithms (a subclass of nothing in
+    particular when ``base`` is None)."""
+    module, _, name = path.partition(":") if isinstance(path, str) else ("", "", "")
+    if not name or not all(part.isidentifier() for part in module.split(".")):
+        raise VectorFileError(f"algorithm class must be 'module:Class' with module under "
+                              f"refnets.algorithms, got {path!r}")
+    try:
+        cls = getattr(importlib.import_module(f"refnets.algorithms.{module}"), name)
+    except (ImportError, AttributeError):
+        raise VectorFileError(f"algorithm class {path!r} not found under "
+                              f"refnets.algorithms") from None
+    if not isinstance(cls, type) or (base is not None and not issubclass(cls, base)):
+        raise VectorFileError(f"{path!r} is not a refnets {base.__name__ if base else 'class'}")
+    return cls
+
+
+def _decode(value):
+    """A keyword value: JSON as is, or ``{"class": "module:Class", "kwargs": {...}}`` for an
+    object an algorithm takes (e.g. a Decorrelation), built the same way."""
+    if isinstance(value, dict) and set(value) == {"class", "kwargs"}:
+        return _resolve(value["class"], base=None)(
+            **{k: _decode(v) for k, v in value["kwargs"].items()})
+    return value
+
+
+def _build_optimizer(cfg):
     from .optim import get_optimizer
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise VectorFileError(f"optimizer must be {{'name': ..., keywords}}, got {spec!r}")
-    kwargs = {k: v for k, v in spec.items() if k != "name"}
-    return get_optimizer(spec["name"], **kwargs)
+    if not isinstance(cfg, dict) or "name" not in cfg:
+        raise VectorFileError(f"optimizer must be {{'name': ..., keywords}}, got {cfg!r}")
+    kwargs = {k: v for k, v in cfg.items() if k != "name"}
+    return get_optimizer(cfg["name"], **kwargs)
 
 
 def _accepts_record(fn):
