@@ -12,12 +12,12 @@ from .format import (FORMAT_MIN_STEPS, HSICFormat, HSICSigmaCombined, combined_f
                      format_setup, train_format)
 from .metrics import (class_means, fit_unit_mapping, greedy_unit_accuracy, greedy_unit_mapping,
                       hungarian_accuracy, linear_probe_accuracy, mapped_accuracy)
-from .models import (backward_layers, block_keys, forward_layers, hsic_mlp, hsic_resconv,
+from .models import (FOLLOW_MODEL, backward_layers, block_keys, forward_layers, hsic_mlp, hsic_resconv,
                      init_running_stats, recompute_running_stats, running_stats_items,
                      split_blocks, torch_default_init, update_running_stats, uses_stats)
 from . import checks  # noqa: E402,F401  (registers the derivative self-checks)
 
-__all__ = ["HSICBottleneck", "FOLLOW", "kernels", "HSICFormat", "format_setup", "train_format",
+__all__ = ["HSICBottleneck", "FOLLOW", "FOLLOW_MODEL", "kernels", "HSICFormat", "format_setup", "train_format",
            "FORMAT_MIN_STEPS", "HSICSigmaCombined",
            "combined_format_setup", "class_means", "greedy_unit_mapping", "greedy_unit_accuracy",
            "fit_unit_mapping", "mapped_accuracy", "hungarian_accuracy", "linear_probe_accuracy",

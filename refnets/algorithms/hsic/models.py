@@ -33,8 +33,9 @@ from ...layers.normalization import BatchNorm
 from ...layers.pooling import Flatten
 from ...layers.residual import Residual
 from ...models import Sequential
+from ...validation import check_bool, check_choice
 
-__all__ = ["torch_default_init", "hsic_mlp", "hsic_resconv", "split_blocks", "block_keys",
+__all__ = ["FOLLOW_MODEL", "torch_default_init", "hsic_mlp", "hsic_resconv", "split_blocks", "block_keys",
            "uses_stats", "init_running_stats", "running_stats_items", "forward_layers",
            "backward_layers", "update_running_stats", "recompute_running_stats"]
 
@@ -58,8 +59,21 @@ def _act(activation):
     return get_activation(activation) if isinstance(activation, str) else activation
 
 
-def hsic_mlp(sizes, rng, activation="relu", affine=False, bias=False, init=torch_default_init,
-             output_activation=None):
+#: ``follow=`` presets of the builders: the authors' nets keep the Linear/Conv bias.
+FOLLOW_MODEL = {"choasma/HSIC-bottleneck": {"bias": True}}
+
+
+def _follow(follow, bias, where):
+    """``bias`` as given, else the preset's, else False (refnets' default)."""
+    if follow is not None:
+        check_choice(follow, "follow", tuple(FOLLOW_MODEL), where)
+        if bias is None:
+            bias = FOLLOW_MODEL[follow]["bias"]
+    return False if bias is None else check_bool(bias, "bias", where)
+
+
+def hsic_mlp(sizes, rng, activation="relu", affine=False, bias=None, init=torch_default_init,
+             output_activation=None, follow=None):
     """Dense HSIC net: [Dense, BatchNorm, activation] per block (authors' ``ModelLinear``).
 
     Parameters
@@ -74,6 +88,9 @@ def hsic_mlp(sizes, rng, activation="relu", affine=False, bias=False, init=torch
     bias : bool, default False
         The Dense bias is dead under batch norm (zero gradient, HSIC-8a): it
         is dropped (the authors keep it; it only decays by weight decay).
+    follow : {None, 'choasma/HSIC-bottleneck'}
+        Preset of the conventions above (``FOLLOW_MODEL``): the authors' nets
+        have ``bias=True``. An explicit ``bias`` wins.
     init : callable, default :func:`torch_default_init`
     output_activation : str, optional
         Nonlinearity of the last block (default: ``activation``). The
@@ -84,6 +101,7 @@ def hsic_mlp(sizes, rng, activation="relu", affine=False, bias=False, init=torch
     -------
     Sequential with 3 * (len(sizes) - 1) layers.
     """
+    bias = _follow(follow, bias, "hsic_mlp")
     sizes = list(sizes)
     if len(sizes) < 2 or any(not isinstance(s, (int, np.integer)) or s < 1 for s in sizes):
         raise ValueError(f"hsic_mlp: sizes must be a list of >= 2 positive ints, got {sizes!r}")
@@ -97,7 +115,8 @@ def hsic_mlp(sizes, rng, activation="relu", affine=False, bias=False, init=torch
 
 
 def hsic_resconv(input_shape, rng, channels=64, n_blocks=5, width=512, kernel_size=5,
-                 activation="relu", affine=False, bias=False, init=torch_default_init):
+                 activation="relu", affine=False, bias=None, init=torch_default_init,
+                 follow=None):
     """Residual conv HSIC net (authors' ``ModelResConv``).
 
     Conv2D(C_in -> channels, k, stride 2, no padding) + BN + act; ``n_blocks``
@@ -110,9 +129,10 @@ def hsic_resconv(input_shape, rng, channels=64, n_blocks=5, width=512, kernel_si
     input_shape : tuple (C, H, W)
     rng : numpy.random.Generator
     channels, n_blocks, width, kernel_size : int
-    activation, affine, bias, init : as in :func:`hsic_mlp`
+    activation, affine, bias, init, follow : as in :func:`hsic_mlp`
     """
     where = "hsic_resconv"
+    bias = _follow(follow, bias, where)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise ValueError(f"{where}: input_shape must be (C, H, W), got {input_shape!r}")

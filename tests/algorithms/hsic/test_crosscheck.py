@@ -350,3 +350,28 @@ def test_recorder_is_optional_and_records_nothing_by_default(rng):
     state = algo.init_state(model, None)
     algo.step(copy.deepcopy(model), copy.deepcopy(state), x, y, None, record=rec)
     assert rec.values and rec.draws == {}
+
+
+def test_follow_builds_the_authors_biases_which_only_decay(rng):
+    """hsic_mlp(follow=...) keeps the Linear bias, as the authors' ModelLinear. Under batch
+    norm it gets no gradient (HSIC-8a), so one step of SGD with decay gives exactly
+    b (1 - lr wd): b = 0.3 -> 0.3 (1 - 0.05 * 1e-3) = 0.299985."""
+    model = hsic_mlp([6, 5, 4, 3], rng, follow="choasma/HSIC-bottleneck")
+    assert set(model.params()) == {"0.W", "0.b", "3.W", "3.b", "6.W", "6.b"}
+    assert set(hsic_mlp([6, 5, 3], rng).params()) == {"0.W", "3.W"}          # refnets' default
+    assert set(hsic_mlp([6, 5, 3], rng, follow="choasma/HSIC-bottleneck", bias=False).params()) \
+        == {"0.W", "3.W"}                                                      # explicit wins
+    conv = hsic_resconv((1, 5, 5), rng, channels=2, n_blocks=1, width=3, kernel_size=3,
+                        follow="choasma/HSIC-bottleneck")
+    assert "0.b" in conv.params() and "3.0.b" in conv.params()
+    for key, value in model.params().items():
+        if key.endswith(".b"):
+            value[...] = 0.3
+    algo = HSICBottleneck(n_classes=3, sigma=2.0, beta=10.0, lr=0.05, follow="choasma/HSIC-bottleneck")
+    x, y = rng.standard_normal((12, 6)), np.arange(12) % 3
+    tr = algo.trace(model, algo.init_state(model, None), x, y)
+    for k in (0, 3, 6):
+        np.testing.assert_allclose(tr["values"][f"{k}.b_grad"], 0.0, atol=1e-12)
+        np.testing.assert_allclose(tr["values"][f"{k}.b_after"], 0.299985, rtol=1e-10)
+    with pytest.raises(ValueError, match=r"hsic_mlp: follow must be one of"):
+        hsic_mlp([6, 3], rng, follow="theirs")
