@@ -9,27 +9,30 @@ denoising auto-encoder around its layer.
 
 Symbol table
 ------------
-======================  ================================  ==========================
-paper symbol            code name                         shape
-======================  ================================  ==========================
-i = 1..L                ``i`` (block index, 1-based)      block i = Dense + activation
-h_0 = x                 ``h[0]``                          (B, n_0)
-a_i                     pre-activation inside ``f[i]``    (B, n_i)
-h_i = f_i(h_{i-1})      ``h[i]``                          (B, n_i); h_L = logits a_L
-f_i = s_i(W_i h + b_i)  ``f[i]`` (Block: dense, act)      W_i (n_i, n_{i-1}), b_i (n_i,)
-g_i = t_i(V_i h + c_i)  ``state["feedback"][i]``          V_i = ["W"] (n_{i-1}, n_i),
-                                                          c_i = ["b"] (n_{i-1},)
-ĥ_i                     ``targets[i]``                    (B, n_i)
-η̂ (first-target step)   ``target_step`` (per example,     scalar
-                        against the *summed* loss)
-σ (inverse noise)       ``sigma``                         scalar
-ε                       ``noise``                         (B, n_{i-1}), N(0, σ²)
-L (global loss)         ``loss``                          mean softmax-CE
-B                       batch size                        int
-======================  ================================  ==========================
+======================  ====================================  ==========================
+paper symbol            code name                             shape
+======================  ====================================  ==========================
+i = 1..L                block ``f[i]``; ``f[i].k`` is its      block i = Dense + activation
+                        Dense layer's model index k
+h_0 = x                 ``h[0]``                              (B, n_0)
+a_i                     pre-activation inside ``f[i]``        (B, n_i)
+h_i = f_i(h_{i-1})      ``h[i]``                              (B, n_i); h_L = logits a_L
+f_i = s_i(W_i h + b_i)  ``f[i]`` (Block: dense, act)          W_i (n_i, n_{i-1}), b_i (n_i,)
+g_i = t_i(V_i h + c_i)  ``state["feedback"]["k.V"]``, ``"k.c"``  V_i (n_{i-1}, n_i), c_i (n_{i-1},)
+                        (k = f[i].k, the layer g_i inverts)
+ĥ_i                     ``targets[i]``                        (B, n_i)
+η̂ (first-target step)   ``target_step``                       scalar
+σ (inverse noise)       ``sigma``                             scalar
+ε                       ``noise``; given ``eps["k.eps.j"]``    (B, n_{i-1}), N(0, σ²)
+L (global loss)         ``loss``                              mean softmax-CE
+B                       batch size                            int
+======================  ====================================  ==========================
+
+Trace keys and given-value keywords: README section 2.
 
 Equations DTP-1 to DTP-8 (and the conventions: squared losses summed over units
-and averaged over the batch; η̂ per example against the summed loss), the map
+and averaged over the batch; η̂ per example against the summed loss by default),
+the switches that follow the authors' codebases (``follow=``), the map
 to Lee et al.'s ``conti_dtp.py`` and the Deviations are in this package's
 README.md; code lines cite the tags.
 
@@ -60,7 +63,9 @@ from ...layers.init import get_initializer
 from ...losses import mse, one_hot, softmax_cross_entropy
 from ...models import param_key
 from ...optim import Optimizer, get_optimizer
-from ..base import Algorithm, StepResult, check_loss_finite
+from ...validation import DivergenceError, check_bool, check_choice, check_input, check_number
+from ..base import (Algorithm, StepResult, as_recorder, check_given, check_loss_finite,
+                    given_or_draw)
 from .blocks import (Block, SoftmaxOutput, apply_block, block_param_grads,
                                         dense_blocks, difference_target, dtp_feedback_loss,
                                         local_loss, reconstruction_error, zeros_init)
@@ -68,7 +73,7 @@ from .blocks import (Block, SoftmaxOutput, apply_block, block_param_grads,
 __all__ = ["Block", "dense_blocks", "apply_block", "block_param_grads", "local_loss",
            "difference_target", "dtp_feedback_loss", "reconstruction_error",
            "DifferenceTargetPropagation", "train_epoch_alternating", "lee_recipe",
-           "LEE_HYPERPARAMETERS"]
+           "LEE_HYPERPARAMETERS", "feedback_key"]
 
 #: Lee et al.'s continuous-DTP hyperparameters (``conti_dtp.py``), converted to
 #: refnets conventions (``target_step`` per example = lr0 / 100).
@@ -78,6 +83,15 @@ LEE_HYPERPARAMETERS = {"target_step": 0.327736332653 / 100, "forward_lr": 0.0148
 
 _FIRST_TARGETS = ("penultimate_grad", "output_grad", "label")
 _SCHEDULES = ("batch", "epoch")
+_REDUCTIONS = ("sum", "mean")
+_FEEDBACK_SCALES = ("sum", "half_sum", "mean_over_sigma2")
+_LOCAL_SCALES = ("sum", "half_sum")
+
+
+def feedback_key(k, name):
+    """State/trace key of a feedback quantity: ``"{k}.{name}"``, k the model index of the
+    forward Dense layer the feedback map inverts (or, for direct feedback, feeds)."""
+    return f"{k}.{name}"
 
 
 # ---------------------------------------------------------------------------
@@ -89,80 +103,162 @@ class DifferenceTargetPropagation(Algorithm):
 
     Parameters
     ----------
-    target_step : float > 0
-        η̂ per example against the summed loss (Lee: 0.0032774).
+    target_step : float > 0, optional
+        η̂ of the first target (DTP-3). Against the summed loss (per example)
+        with ``target_step_reduction='sum'``, against the mean loss with 'mean'.
+        Default: Lee's value in that reduction (0.0032774 per example; 0.32774
+        on the mean loss at B = 100).
     sigma : float >= 0
-        Standard deviation of the inverse-loss noise ε (Lee: 0.36).
+        Standard deviation of the feedback-loss noise ε (Lee: 0.36).
     feedback_lr : float > 0
         Learning rate of the feedback optimiser (Lee: 0.005).
-    feedback_optimizer : str
+    feedback_optimizer : str, optional
         'lee_rmsprop' (default, Lee's ``util.rms_prop``), 'sgd', 'momentum',
         'rmsprop' or 'adam'.
     feedback_weight_decay : float >= 0
         L2 decay of the feedback parameters (DRL's ``feedback_wd``).
     feedback_iterations : int >= 1
-        Inverse updates per minibatch before the forward step ('batch' schedule).
-    first_target : {'penultimate_grad', 'output_grad', 'label'}
+        Feedback updates per minibatch before the forward step ('batch' schedule).
+    first_target : {'penultimate_grad', 'output_grad', 'label'}, optional
+        DTP-3 (default), DTP-3a or DTP-3b.
     difference : bool
         True: DTP (DTP-4); False: plain target propagation (DTP-4a).
-    feedback_activation : str
-        t_i of g_i (Lee: 'tanh'; 'identity' gives linear inverses).
-    feedback_init : str
-        Initialiser of V_i (Lee: orthogonal); c_i = 0.
-    schedule : {'batch', 'epoch'}
+    feedback_activation : str, optional
+        t_i of g_i (default 'tanh'; 'identity' gives linear inverses).
+    feedback_init : str, optional
+        Initialiser of V_i (default 'orthogonal'); c_i = 0.
+    schedule : {'batch', 'epoch'}, optional
     compare_to_backprop : bool
-        Compute the backprop gradient every step for the cosine diagnostics
-        (one extra forward/backward pass).
+        Compute the backprop gradient every step for the cosine diagnostics.
     loss : callable
         Global loss (default mean softmax cross-entropy).
+
+    Conventions (one keyword each; None means refnets' default, or the
+    ``follow`` preset's value; README sections 6 and 7):
+
+    target_step_reduction : {'sum', 'mean'}
+        'sum' (default): ĥ = h - η̂ ∂L_sum/∂h, η̂ per example; 'mean': ĥ = h -
+        η̂ ∂L/∂h with L the (mean) loss, as Lee's lr0 and Meulemans' τ.
+    feedback_loss_scale : {'sum', 'half_sum', 'mean_over_sigma2'}
+        Factor on every feedback loss and gradient: 1 (default: sum over
+        units, batch mean), 1/2 (Shibuya et al.'s code) or
+        1 / (max(σ, ``feedback_sigma_floor``)² n) with n the units per example
+        of the reconstructed quantity (Meulemans et al.'s code) (DTP-2c).
+    feedback_sigma_floor : float >= 0
+        The floor on σ in 'mean_over_sigma2' (Meulemans' DTP: 0.02; default 0).
+    local_loss_scale : {'sum', 'half_sum'}
+        Forward local loss (DTP-5) as ‖·‖² (default; Lee, Meulemans) or ½‖·‖²
+        (Ernoult et al.) (DTP-5a).
+    feedback_bias : bool
+        Whether g_i has a bias c_i (default True; Shibuya et al.'s code has none).
+    follow : str, optional
+        Preset of the conventions above (and of ``first_target``, ``schedule``,
+        ``feedback_activation``, ``feedback_init``, ``feedback_optimizer``) that
+        reproduces one authors' codebase; the names a class accepts are the keys
+        of its ``FOLLOW`` dict. Explicit keywords override the preset.
     """
 
     name = "dtp"
 
-    def __init__(self, target_step=LEE_HYPERPARAMETERS["target_step"],
-                 sigma=LEE_HYPERPARAMETERS["sigma"], feedback_lr=LEE_HYPERPARAMETERS["feedback_lr"],
-                 feedback_optimizer="lee_rmsprop", feedback_weight_decay=0.0,
-                 feedback_iterations=1, first_target="penultimate_grad", difference=True,
-                 feedback_activation="tanh", feedback_init="orthogonal", schedule="batch",
-                 compare_to_backprop=True, loss=softmax_cross_entropy):
+    #: refnets' own conventions (what ``None`` resolves to without ``follow``)
+    CONVENTIONS = {"first_target": "penultimate_grad", "schedule": "batch",
+                   "feedback_activation": "tanh", "feedback_init": "orthogonal",
+                   "feedback_optimizer": "lee_rmsprop", "target_step_reduction": "sum",
+                   "feedback_loss_scale": "sum", "feedback_sigma_floor": 0.0,
+                   "local_loss_scale": "sum", "feedback_bias": True}
+    #: presets: codebase name -> conventions it sets (README section 6)
+    FOLLOW = {
+        # Lee et al.'s Theano code (conti_dtp.py): lr0 on the mean NLL, epoch-alternating
+        # sweeps (train_inv, then train_ff_sync), util.rms_prop, rand_ortho.
+        "lee-theano": {"first_target": "penultimate_grad", "target_step_reduction": "mean",
+                       "schedule": "epoch", "feedback_activation": "tanh",
+                       "feedback_init": "orthogonal", "feedback_optimizer": "lee_rmsprop",
+                       "feedback_loss_scale": "sum", "local_loss_scale": "sum",
+                       "feedback_bias": True},
+        # Meulemans et al.'s PyTorch code (DTPNetwork, DTPLayer): first target on the
+        # logits with τ on the mean loss, feedback loss element-mean / max(σ, 0.02)².
+        "meulemans": {"first_target": "output_grad", "target_step_reduction": "mean",
+                      "feedback_loss_scale": "mean_over_sigma2", "feedback_sigma_floor": 0.02,
+                      "local_loss_scale": "sum", "feedback_activation": "tanh",
+                      "feedback_init": "glorot_normal", "feedback_bias": True},
+    }
+    #: given-value keywords of init_state and step
+    GIVEN_INIT = ("V",)
+    GIVEN_STEP = ("eps",)
+    #: name of the feedback weight in state and trace keys ("k.V"; direct DTP: "k.Q")
+    FEEDBACK_WEIGHT = "V"
+
+    def __init__(self, target_step=None, sigma=LEE_HYPERPARAMETERS["sigma"],
+                 feedback_lr=LEE_HYPERPARAMETERS["feedback_lr"], feedback_optimizer=None,
+                 feedback_weight_decay=0.0, feedback_iterations=1, first_target=None,
+                 difference=True, feedback_activation=None, feedback_init=None, schedule=None,
+                 compare_to_backprop=True, loss=softmax_cross_entropy, *,
+                 target_step_reduction=None, feedback_loss_scale=None, feedback_sigma_floor=None,
+                 local_loss_scale=None, feedback_bias=None, follow=None):
         super().__init__(loss)
         where = type(self).__name__
-        for name, value, low in (("target_step", target_step, "> 0"), ("sigma", sigma, ">= 0"),
-                                 ("feedback_lr", feedback_lr, "> 0"),
-                                 ("feedback_weight_decay", feedback_weight_decay, ">= 0")):
-            ok = isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value)
-            if not ok or (value <= 0 if low == "> 0" else value < 0):
-                raise ValueError(f"{where}: {name} must be a finite number {low}, got {value!r}")
-        if isinstance(feedback_iterations, bool) or not isinstance(
-                feedback_iterations, (int, np.integer)) or feedback_iterations < 1:
-            raise ValueError(f"{where}: feedback_iterations must be an int >= 1, "
-                             f"got {feedback_iterations!r}")
-        if first_target not in _FIRST_TARGETS:
-            raise ValueError(f"{where}: first_target must be one of {_FIRST_TARGETS}, "
-                             f"got {first_target!r}")
-        if schedule not in _SCHEDULES:
-            raise ValueError(f"{where}: schedule must be one of {_SCHEDULES}, got {schedule!r}")
+        if follow is not None:
+            check_choice(follow, "follow", tuple(self.FOLLOW), where)
+        preset = {**self.CONVENTIONS, **(self.FOLLOW[follow] if follow is not None else {})}
+        given = {"first_target": first_target, "schedule": schedule,
+                 "feedback_activation": feedback_activation, "feedback_init": feedback_init,
+                 "feedback_optimizer": feedback_optimizer,
+                 "target_step_reduction": target_step_reduction,
+                 "feedback_loss_scale": feedback_loss_scale,
+                 "feedback_sigma_floor": feedback_sigma_floor,
+                 "local_loss_scale": local_loss_scale, "feedback_bias": feedback_bias}
+        conv = {name: preset[name] if value is None else value for name, value in given.items()}
+        self.follow = follow
+        self.first_target = check_choice(conv["first_target"], "first_target", _FIRST_TARGETS,
+                                         where)
+        self.schedule = check_choice(conv["schedule"], "schedule", _SCHEDULES, where)
+        self.target_step_reduction = check_choice(conv["target_step_reduction"],
+                                                  "target_step_reduction", _REDUCTIONS, where)
+        self.feedback_loss_scale = check_choice(conv["feedback_loss_scale"],
+                                                "feedback_loss_scale", _FEEDBACK_SCALES, where)
+        self.local_loss_scale = check_choice(conv["local_loss_scale"], "local_loss_scale",
+                                             _LOCAL_SCALES, where)
+        self.feedback_sigma_floor = check_number(conv["feedback_sigma_floor"],
+                                                 "feedback_sigma_floor", where, low=0)
+        self.feedback_bias = check_bool(conv["feedback_bias"], "feedback_bias", where)
+        if target_step is None:
+            lr0 = LEE_HYPERPARAMETERS["target_step"] * LEE_HYPERPARAMETERS["batch_size"]
+            target_step = lr0 if self.target_step_reduction == "mean" \
+                else LEE_HYPERPARAMETERS["target_step"]
+        self.target_step = check_number(target_step, "target_step", where, low=0, low_open=True)
+        self.sigma = check_number(sigma, "sigma", where, low=0)
+        self.feedback_lr = check_number(feedback_lr, "feedback_lr", where, low=0, low_open=True)
+        self.feedback_weight_decay = check_number(feedback_weight_decay, "feedback_weight_decay",
+                                                  where, low=0)
+        self.feedback_iterations = check_number(feedback_iterations, "feedback_iterations",
+                                                where, low=1, integer=True)
+        self.difference = check_bool(difference, "difference", where)
+        self.compare_to_backprop = check_bool(compare_to_backprop, "compare_to_backprop", where)
+        if self.feedback_loss_scale == "mean_over_sigma2" \
+                and max(self.sigma, self.feedback_sigma_floor) == 0:
+            raise ValueError(f"{where}: feedback_loss_scale='mean_over_sigma2' divides by "
+                             f"max(sigma, feedback_sigma_floor)^2, so one of them must be > 0, "
+                             f"got sigma={sigma!r}, feedback_sigma_floor="
+                             f"{conv['feedback_sigma_floor']!r}")
+        self.feedback_optimizer = conv["feedback_optimizer"]
+        self.feedback_activation, self.feedback_init = (conv["feedback_activation"],
+                                                        conv["feedback_init"])
         for name, check in (("feedback_optimizer",
-                             lambda: get_optimizer(feedback_optimizer, lr=1.0)),
-                            ("feedback_activation", lambda: get_activation(feedback_activation)),
-                            ("feedback_init", lambda: get_initializer(feedback_init))):
+                             lambda: get_optimizer(self.feedback_optimizer, lr=1.0)),
+                            ("feedback_activation",
+                             lambda: get_activation(self.feedback_activation)),
+                            ("feedback_init", lambda: get_initializer(self.feedback_init))):
             try:                                          # validate the names now, not mid-run
                 check()
             except ValueError as exc:
                 raise ValueError(f"{where}: {name}: {exc}") from None
-        self.target_step, self.sigma = float(target_step), float(sigma)
-        self.feedback_lr, self.feedback_optimizer = float(feedback_lr), feedback_optimizer
-        self.feedback_weight_decay = float(feedback_weight_decay)
-        self.feedback_iterations = int(feedback_iterations)
-        self.first_target, self.difference = first_target, bool(difference)
-        self.feedback_activation, self.feedback_init = feedback_activation, feedback_init
-        self.schedule, self.compare_to_backprop = schedule, bool(compare_to_backprop)
         self._shells = {}                         # parameter-free Dense shells for g_i
 
     def __repr__(self):
+        follow = "" if self.follow is None else f", follow={self.follow!r}"
         return (f"{type(self).__name__}(first_target={self.first_target!r}, "
                 f"difference={self.difference}, target_step={self.target_step:g}, "
-                f"sigma={self.sigma:g}, schedule={self.schedule!r})")
+                f"sigma={self.sigma:g}, schedule={self.schedule!r}{follow})")
 
     # -- structure --------------------------------------------------------
     def blocks(self, model):
@@ -171,6 +267,12 @@ class DifferenceTargetPropagation(Algorithm):
         if self.first_target == "label":
             f[-1] = Block(f[-1].k, f[-1].dense, SoftmaxOutput())
         return f
+
+    def block_to_layer(self, model):
+        """{i: k}: block number i (1-based, the papers' layer index) -> model index k of its
+        Dense (or Conv2D) layer. Every state, gradient and trace key uses k, never i."""
+        f = self.blocks(model)
+        return {i: f[i].k for i in range(1, len(f))}
 
     def top_layer(self, n_blocks):
         """Index of the layer holding the first target: L-1 (Lee) or L."""
@@ -185,21 +287,47 @@ class DifferenceTargetPropagation(Algorithm):
         return get_optimizer(self.feedback_optimizer, lr=self.feedback_lr,
                              weight_decay=self.feedback_weight_decay)
 
-    def init_state(self, model, rng):
-        """Feedback parameters {i: {'W': V_i, 'b': c_i}} and the feedback optimiser's moments.
+    def _check_state(self, state, where):
+        fb = state.get("feedback") if isinstance(state, dict) else None
+        if not isinstance(fb, dict) or not all(isinstance(key, str) for key in fb):
+            raise ValueError(f"{where}: state['feedback'] must be the dict {{'k.V': array, ...}} "
+                             f"of init_state (feedback keyed by the model index k of the layer "
+                             f"it inverts); got keys {sorted(map(str, fb)) if isinstance(fb, dict) else fb!r}. "
+                             f"A state saved before this key scheme (keyed by block number) "
+                             f"cannot be used: rebuild it with init_state")
 
-        The state holds arrays and dicts only (it round-trips through
-        :func:`refnets.checkpoint.save_checkpoint`).
+    def init_state(self, model, rng, record=None, **given):
+        """Feedback parameters ``{"k.V": V_i, "k.c": c_i}`` and the feedback optimiser's moments.
+
+        k is the model index of the forward Dense layer g_i inverts
+        (:meth:`block_to_layer`). The state holds arrays and dicts only (it
+        round-trips through :func:`refnets.checkpoint.save_checkpoint`).
+
+        Given values: ``V={"k.V": array (n_{i-1}, n_i)}`` replaces the drawn
+        initial V_i (c_i starts at 0, nothing is drawn for it).
         """
-        f = self.blocks(model)
+        where = f"{type(self).__name__}.init_state"
+        check_given(given, self.GIVEN_INIT, where)
+        record = as_recorder(record)
+        f, w = self.blocks(model), self.FEEDBACK_WEIGHT
         feedback = {}
         for i, (n_in, n_out) in self.feedback_shapes(f).items():
-            feedback[i] = Dense(n_in, n_out, rng, init=self.feedback_init).params
+            k = f[i].k
+            feedback[feedback_key(k, w)] = given_or_draw(
+                given, w, feedback_key(k, w), (n_out, n_in),
+                lambda r: Dense(n_in, n_out, r, init=self.feedback_init, bias=False).params["W"],
+                rng, record, where)
+            if self.feedback_bias:
+                feedback[feedback_key(k, "c")] = np.zeros(n_out)
         return {"feedback": feedback, "feedback_optimizer": {"t": 0, "moments": {}}, "steps": 0}
 
-    def feedback_map(self, state, i):
-        """(Block, params) of g_i: a Dense run with the state's (V_i, c_i), then t_i."""
-        params = state["feedback"][i]
+    def feedback_map(self, state, k):
+        """(Block, params) of the feedback map keyed by model index k: a Dense run with the
+        state's (V, c), then t_i. ``params`` holds the state's arrays (not copies)."""
+        fb = state["feedback"]
+        params = {"W": fb[feedback_key(k, self.FEEDBACK_WEIGHT)]}
+        if feedback_key(k, "c") in fb:
+            params["b"] = fb[feedback_key(k, "c")]
         n_out, n_in = params["W"].shape
         key = (n_in, n_out, "b" in params)
         if key not in self._shells:
@@ -207,9 +335,9 @@ class DifferenceTargetPropagation(Algorithm):
         act = get_activation(self.feedback_activation)
         return Block(None, self._shells[key], None if act.name == "identity" else act), params
 
-    def g(self, state, i, h):
-        """g_i(h), shape (B, n_{i-1})."""
-        block, params = self.feedback_map(state, i)
+    def g(self, state, k, h):
+        """g_i(h) of the feedback map keyed by k (the Dense layer it inverts), (B, n_{i-1})."""
+        block, params = self.feedback_map(state, k)
         return apply_block(block, h, params)[0]
 
     @staticmethod
@@ -217,12 +345,16 @@ class DifferenceTargetPropagation(Algorithm):
         """h[0..L] and the block caches (h[L] = logits, or probabilities in 'label' mode)."""
         h, caches = [x], [None]
         for i in range(1, len(f)):
-            hi, ci = apply_block(f[i], h[i - 1])
+            hi, ci = apply_block(f[i], h[i - 1])               # (DTP-1)
             h.append(hi)
             caches.append(ci)
         return h, caches
 
     # -- targets ----------------------------------------------------------
+    def _step_scale(self, n):
+        """Factor turning ∂L/∂(.) of the mean loss into the first target's step direction."""
+        return self.target_step * n if self.target_step_reduction == "sum" else self.target_step
+
     def first_target_and_top_grads(self, f, h, caches, y):
         """Global loss, the first target and the true gradients of the blocks above it.
 
@@ -242,86 +374,144 @@ class DifferenceTargetPropagation(Algorithm):
             # (DTP-3): ĥ_{L-1} = h_{L-1} - η̂ ∂L_sum/∂h_{L-1}, with L_sum = B L_mean;
             # W_L, b_L get the true gradient and backprop stops at h_{L-1}.
             dh_top, top_grads = f[L].dense.backward(dlogits, caches[L][0])
-            return loss, dlogits, L - 1, h[L - 1] - self.target_step * n * dh_top, {L: top_grads}
+            return loss, dlogits, L - 1, h[L - 1] - self._step_scale(n) * dh_top, {L: top_grads}
         if self.first_target == "output_grad":
             # (DTP-3a): ĥ_L = a_L - η̂ ∂L_sum/∂a_L
-            return loss, dlogits, L, h[L] - self.target_step * n * dlogits, {}
+            return loss, dlogits, L, h[L] - self._step_scale(n) * dlogits, {}
         # (DTP-3b) 'label' (SDTP): ĥ_L = one-hot label; the output layer gets the CE gradient.
         top_grads = f[L].dense.backward_params(dlogits, caches[L][0])
         y = np.asarray(y)
         target = one_hot(y, h[L].shape[-1]) if np.issubdtype(y.dtype, np.integer) else y
         return loss, dlogits, L, target, {L: top_grads}
 
-    def propagate_targets(self, f, state, h, top, target):
-        """{i: ĥ_i} for i = 1..top by (DTP-4) (or (DTP-4a) when ``difference`` is False)."""
+    def propagate_targets(self, f, state, h, top, target, record=None):
+        """{i: ĥ_i} for i = 1..top by (DTP-4) (or (DTP-4a) when ``difference`` is False).
+
+        Records ``"k.g_h_hat"`` = g_i(ĥ_i) and ``"k.g_h"`` = g_i(h_i), k = f[i].k.
+        """
+        record = as_recorder(record)
         targets = {top: target}
         for i in range(top, 1, -1):
-            targets[i - 1] = difference_target(lambda v, i=i: self.g(state, i, v), h[i - 1], h[i],
-                                               targets[i], self.difference)
+            k = f[i].k
+            g_hat = self.g(state, k, targets[i])
+            if self.difference:
+                g_h = self.g(state, k, h[i])
+                targets[i - 1] = h[i - 1] + g_hat - g_h              # (DTP-4)
+                record.put(feedback_key(k, "g_h"), g_h)
+            else:
+                targets[i - 1] = g_hat                                  # (DTP-4a)
+            record.put(feedback_key(k, "g_h_hat"), g_hat)
         return targets
 
     # -- inverses ---------------------------------------------------------
-    def feedback_loss(self, f, state, h, i, rng):
-        """Loss and gradient {'W', 'b'} of g_i's parameters: Lee's inverse loss (DTP-2)."""
-        g, params = self.feedback_map(state, i)
-        noise = self.sigma * rng.standard_normal(h[i - 1].shape)
-        return dtp_feedback_loss(f[i], g, h[i - 1], noise, params)
+    def _noise(self, given, name, key, shape, rng, record, where):
+        """ε (or η) ~ N(0, σ²) of one feedback loss: given, or drawn from ``rng``."""
+        sigma = self.sigma
+        return given_or_draw(given, name, key, shape,
+                             lambda r: sigma * r.standard_normal(shape), rng, record, where)
+
+    def feedback_loss(self, f, state, h, i, rng, given=None, record=None, it=0, where=""):
+        """Loss and gradient ``{"k.V", "k.c"}`` of g_i's parameters: Lee's (DTP-2), unscaled.
+
+        ε is the given ``eps["k.eps.{it}"]`` or drawn; k = f[i].k.
+        """
+        k = f[i].k
+        g, params = self.feedback_map(state, k)
+        noise = self._noise(given or {}, "eps", feedback_key(k, f"eps.{it}"), h[i - 1].shape,
+                            rng, as_recorder(record), where)
+        loss, grads = dtp_feedback_loss(f[i], g, h[i - 1], noise, params)
+        return loss, self._state_keys(k, grads), noise[0].size
+
+    def _state_keys(self, k, grads, weight=None):
+        """{'W': .., 'b': ..} of a feedback Dense -> {"k.V": .., "k.c": ..}."""
+        out = {feedback_key(k, weight or self.FEEDBACK_WEIGHT): grads["W"]}
+        if "b" in grads:
+            out[feedback_key(k, "c")] = grads["b"]
+        return out
+
+    def feedback_scale(self, n_units):
+        """(DTP-2c) factor on a feedback loss and its gradient (``feedback_loss_scale``).
+
+        n_units : units per example of the reconstructed quantity (ε's size per example).
+        """
+        if self.feedback_loss_scale == "sum":
+            return 1.0
+        if self.feedback_loss_scale == "half_sum":
+            return 0.5
+        return 1.0 / (max(self.sigma, self.feedback_sigma_floor) ** 2 * n_units)
 
     def reconstruction_errors(self, f, state, h):
-        """Noise-free (1/B) Σ ‖g_i(f_i(h_{i-1})) - h_{i-1}‖² for every feedback map."""
+        """Noise-free (1/B) Σ ‖g_i(f_i(h_{i-1})) - h_{i-1}‖² for every feedback map, in block order."""
         # = reconstruction_error(f[i], g_i, h[i-1]), with f_i(h_{i-1}) = h_i already computed
-        return np.array([mse(self.g(state, i, h[i]), h[i - 1])[0]
-                         for i in sorted(state["feedback"])])
+        return np.array([mse(self.g(state, f[i].k, h[i]), h[i - 1])[0]
+                         for i in sorted(self.feedback_shapes(f))])
 
     def feedback_params(self, state):
-        """Flat {'i.V': V_i, 'i.c': c_i} view of the feedback arrays (updated in place)."""
-        out = {}
-        for i, p in state["feedback"].items():
-            out[f"{i}.V"] = p["W"]
-            if "b" in p:
-                out[f"{i}.c"] = p["b"]
-        return out
+        """The flat ``{"k.V": V_i, "k.c": c_i}`` feedback arrays (updated in place)."""
+        return state["feedback"]
 
     def _apply_feedback_update(self, state, grads):
         """One optimiser step on the feedback parameters; its moments live in the state."""
         opt = self._make_feedback_optimizer()
         opt.state, opt.t = state["feedback_optimizer"]["moments"], state["feedback_optimizer"]["t"]
-        flat = {}
-        for i, gi in grads.items():
-            flat[f"{i}.V"] = gi["W"]
-            if "b" in gi:
-                flat[f"{i}.c"] = gi["b"]
-        opt.update(self.feedback_params(state), flat)
+        opt.update(self.feedback_params(state), grads)
         state["feedback_optimizer"]["t"] = opt.t
 
-    def _feedback_round(self, f, state, h, rng, update):
-        """Inverse losses of every g_i on the activations h; one optimiser step if ``update``."""
+    def _feedback_round(self, f, state, h, rng, update, given=None, record=None, it=0, where=""):
+        """Feedback losses of every map on the activations h; one optimiser step if ``update``.
+
+        Records ``"k.L_inv.{it}"`` and the gradients ``"k.dV.{it}"``, ``"k.dc.{it}"``
+        (after the ``feedback_loss_scale`` factor).
+        """
+        record = as_recorder(record)
         losses, grads = [], {}
-        for i in sorted(state["feedback"]):
-            loss_i, grads[i] = self.feedback_loss(f, state, h, i, rng)
+        for i in sorted(self.feedback_shapes(f)):
+            loss_i, grads_i, n_units = self.feedback_loss(f, state, h, i, rng, given, record, it,
+                                                          where)
+            scale = self.feedback_scale(n_units)
+            if scale != 1.0:                                       # (DTP-2c)
+                loss_i = loss_i * scale
+                grads_i = {key: value * scale for key, value in grads_i.items()}
             if not np.isfinite(loss_i):
-                raise FloatingPointError(f"{type(self).__name__}: feedback loss of g_{i} is "
-                                         f"{loss_i} at step {state['steps']} (diverged); try a "
-                                         f"smaller feedback_lr or sigma")
+                raise DivergenceError(f"{type(self).__name__}: feedback loss of the map keyed "
+                                      f"{f[i].k} is {loss_i} at step {state['steps']} (diverged); "
+                                      f"try a smaller feedback_lr or sigma",
+                                      quantity="feedback loss")
+            k = f[i].k
+            record.put(feedback_key(k, f"L_inv.{it}"), loss_i)
+            for key, value in grads_i.items():
+                record.put(feedback_key(k, f"d{key.split('.', 1)[1]}.{it}"), value)
             losses.append(loss_i)
+            grads.update(grads_i)
         if update and grads:
             self._apply_feedback_update(state, grads)
         return np.array(losses)
 
-    def train_feedback(self, model, state, x, rng, update=True):
+    def train_feedback(self, model, state, x, rng, update=True, record=None, **given):
         """One update of every g_i on the batch x (forward weights fixed).
+
+        ``given`` as in :meth:`step` (``eps={"k.eps.0": ...}``).
 
         Returns
         -------
-        losses : ndarray (number of feedback maps,), inverse losses before the
-            update, in the order of ``sorted(state["feedback"])``.
+        losses : ndarray (number of feedback maps,), feedback losses before the
+            update, in block order.
         """
+        where = f"{type(self).__name__}.train_feedback"
+        check_given(given, self.GIVEN_STEP, where)
+        self._check_state(state, where)
+        x = check_input(x, "x", where)
         f = self.blocks(model)
-        return self._feedback_round(f, state, self.forward(f, x)[0], rng, update)
+        return self._feedback_round(f, state, self.forward(f, x)[0], rng, update, given,
+                                    record, 0, where)
 
     # -- one minibatch ----------------------------------------------------
-    def step(self, model, state, x, y, rng):
-        """Inverse update(s) (schedule 'batch'), then targets and forward gradients.
+    def step(self, model, state, x, y, rng, record=None, **given):
+        """Feedback update(s) (schedule 'batch'), then targets and forward gradients.
+
+        Given values (README section 2): ``eps={"k.eps.j": ε}`` (the noise of
+        feedback map k in feedback iteration j, shape (B, n_{i-1})); variants
+        add their own (``GIVEN_STEP``).
 
         Returns
         -------
@@ -338,29 +528,44 @@ class DifferenceTargetPropagation(Algorithm):
         the true gradient moves by 1 x, so it stays low (~0.2 on Fashion-MNIST)
         even when every per-layer angle is small. Read the per-layer angles.
         """
-        where = f"{type(self).__name__}.step (step {state['steps']})"
+        where = f"{type(self).__name__}.step"
+        check_given(given, self.GIVEN_STEP, where)
+        self._check_state(state, where)
+        x = check_input(x, "x", where)
+        where = f"{where} (step {state['steps']})"
+        record = as_recorder(record)
         f = self.blocks(model)
         h, caches = self.forward(f, x)
+        for i in range(1, len(f)):
+            k = f[i].k
+            record.put(f"{k}.a", caches[i][1]["z"] if caches[i][1] is not None else h[i])
+            record.put(f"{k}.h", h[i])
         if self.schedule == "batch":        # inverses first, then targets from the new inverses
-            for _ in range(self.feedback_iterations):
-                fb_losses = self._feedback_round(f, state, h, rng, update=True)
+            for it in range(self.feedback_iterations):
+                fb_losses = self._feedback_round(f, state, h, rng, True, given, record, it, where)
         else:                               # 'epoch': inverses are trained in their own sweep
-            fb_losses = self._feedback_round(f, state, h, rng, update=False)
+            fb_losses = self._feedback_round(f, state, h, rng, False, given, record, 0, where)
         loss, dlogits, top, target, true_grads = self.first_target_and_top_grads(f, h, caches, y)
         check_loss_finite(loss, where)
-        targets = self.propagate_targets(f, state, h, top, target)
+        record.put(f"{f[-1].k}.dL_da", dlogits)
+        targets = self.propagate_targets(f, state, h, top, target, record)
         for i, t in targets.items():
             if not np.all(np.isfinite(t)):
-                raise FloatingPointError(f"{where}: the target of layer {i} contains NaN/inf "
-                                         f"(diverged); try a smaller target_step")
+                raise DivergenceError(f"{where}: the target of layer {f[i].k} contains NaN/inf "
+                                      f"(diverged); try a smaller target_step", quantity="target")
+            record.put(f"{f[i].k}.h_hat", t)
 
         per_block, fw_losses = dict(true_grads), []
         for i in range(1, len(f)):
             if i not in per_block:
                 # (DTP-5) = local_loss(f[i], h[i-1], targets[i]), reusing this forward pass's caches
                 fw_loss, dh = mse(h[i], targets[i])
+                if self.local_loss_scale == "half_sum":                # (DTP-5a)
+                    fw_loss, dh = 0.5 * fw_loss, 0.5 * dh
                 per_block[i] = block_param_grads(f[i], caches[i], dh)
                 fw_losses.append(fw_loss)
+                record.put(f"{f[i].k}.L_local", fw_loss)
+                record.put(f"{f[i].k}.dL_local_dh", dh)
         grads = {param_key(f[i].k, name): value
                  for i in sorted(per_block) for name, value in per_block[i].items()}
         state["steps"] += 1
@@ -372,6 +577,11 @@ class DifferenceTargetPropagation(Algorithm):
         if self.compare_to_backprop:
             info.update(self._compare(model, f, caches, dlogits, grads, top))
         return StepResult(loss=loss, grads=grads, info=info)
+
+    def predict(self, model, state, x):
+        """Network output (logits) for ``x``."""
+        x = check_input(x, "x", f"{type(self).__name__}.predict")
+        return model.forward(x)[0]
 
     def _compare(self, model, f, caches, dlogits, grads, top):
         """Cosine/angle between this update and the backprop gradient, per block and overall.

@@ -16,13 +16,15 @@ to Ernoult's code and the Deviations: this package's README.md.
 
 Symbol table
 ------------
+(k = the model index of the Conv2D/Dense layer the map inverts)
+
 =====================  ==========================  ===============================
 paper symbol           code name                   shape
 =====================  ==========================  ===============================
 h_i                    ``h[i]``                    (B, C_i, H_i, W_i) or (B, n_i)
 W_i, b_i (conv)        ``block.main.params``       (C_i, C_{i-1}, kh, kw), (C_i,)
-V_i, c_i (ConvT)       ``state["feedback"][i]``    (C_i, C_{i-1}, kh, kw), (C_{i-1},)
-V_i, c_i (dense)       ``state["feedback"][i]``    (n_{i-1}, n_i), (n_{i-1},)
+V_i, c_i (ConvT)       ``feedback["k.V"], ["k.c"]``  (C_i, C_{i-1}, kh, kw), (C_{i-1},)
+V_i, c_i (dense)       ``feedback["k.V"], ["k.c"]``  (n_{i-1}, n_i), (n_{i-1},)
 ĥ_i                    ``targets[i]``              like h_i
 =====================  ==========================  ===============================
 
@@ -44,8 +46,10 @@ from ...layers.dense import Dense
 from ...layers.init import get_initializer
 from ...losses import mse
 from ...models import Sequential, param_key
-from ..base import StepResult, check_loss_finite
-from .algorithm import DifferenceTargetPropagation
+from ...validation import DivergenceError, check_choice, check_input
+from ..base import StepResult, as_recorder, check_given, check_loss_finite, given_or_draw
+from .algorithm import DifferenceTargetPropagation, feedback_key
+from .variants import LocalDifferenceReconstructionLoss
 from .blocks import zeros_init
 
 __all__ = ["ConvBlock", "conv_blocks", "Feedback", "conv_dtp_feedback_loss",
@@ -176,7 +180,7 @@ def conv_ldrl_feedback_loss(block, fb, h_prev, noise_in, noise_out, params):
 
 
 class ConvDifferenceTargetPropagation(DifferenceTargetPropagation):
-    """DTP (or L-DRL) on a conv net with reversed-block feedback maps.
+    """DTP (or L-DRL) on a conv net with reversed-block feedback maps (DTP-13).
 
     Parameters
     ----------
@@ -185,35 +189,60 @@ class ConvDifferenceTargetPropagation(DifferenceTargetPropagation):
         As :class:`DifferenceTargetPropagation`; ``first_target`` may be
         'penultimate_grad' or 'output_grad', ``schedule`` must be 'batch'.
         ``feedback_activation`` applies to dense feedback maps only.
+
+    Feedback parameters are keyed ``"k.V"``, ``"k.c"`` with k the model index
+    of the Conv2D/Dense layer they invert; given values: ``V`` at
+    ``init_state``, ``eps`` (and ``eta`` for 'ldrl') per step, keyed
+    ``"k.eps.j"`` like dense DTP. ``follow='ernoult'`` sets Ernoult et al.'s
+    conventions (first target on the logits, β on the summed loss, ½‖·‖² local
+    losses).
     """
 
     name = "conv-dtp"
+    FOLLOW = {"ernoult": LocalDifferenceReconstructionLoss.FOLLOW["ernoult"]}
 
     def __init__(self, feedback_loss="dtp", **kwargs):
         super().__init__(**kwargs)
-        if feedback_loss not in ("dtp", "ldrl"):
-            raise ValueError(f"ConvDifferenceTargetPropagation: feedback_loss must be 'dtp' or "
-                             f"'ldrl', got {feedback_loss!r}")
+        where = "ConvDifferenceTargetPropagation"
+        self.feedback_loss_name = check_choice(feedback_loss, "feedback_loss", ("dtp", "ldrl"),
+                                               where)
         if self.first_target == "label" or self.schedule != "batch":
-            raise ValueError("ConvDifferenceTargetPropagation: first_target must be "
-                             "'penultimate_grad' or 'output_grad' and schedule 'batch', got "
-                             f"{self.first_target!r}, {self.schedule!r}")
-        self.feedback_loss_name = feedback_loss
+            raise ValueError(f"{where}: first_target must be 'penultimate_grad' or 'output_grad' "
+                             f"and schedule 'batch', got {self.first_target!r}, {self.schedule!r}")
+        self.GIVEN_STEP = ("eps",) if feedback_loss == "dtp" else ("eps", "eta")
 
     def blocks(self, model):
         return conv_blocks(model)
 
-    def init_state(self, model, rng):
-        """Feedback parameters: ConvT kernels (C_i, C_{i-1}, kh, kw) or dense (n_{i-1}, n_i)."""
+    def feedback_shapes(self, f):
+        """{i: shape of V_i}: ConvT kernel (C_i, C_{i-1}, kh, kw) or dense (n_{i-1}, n_i)."""
+        top = self.top_layer(len(f) - 1)
+        return {i: (f[i].main.params["W"].shape if isinstance(f[i].main, Conv2D)
+                    else (f[i].main.n_in, f[i].main.n_out)) for i in range(2, top + 1)}
+
+    def init_state(self, model, rng, record=None, **given):
+        """Feedback parameters ``{"k.V": V_i, "k.c": c_i}`` (shapes in :meth:`feedback_shapes`)."""
+        where = f"{type(self).__name__}.init_state"
+        check_given(given, self.GIVEN_INIT, where)
+        record = as_recorder(record)
         f = self.blocks(model)
         feedback = {}
-        for i in range(2, self.top_layer(len(f) - 1) + 1):
-            main = f[i].main
+        for i, shape in self.feedback_shapes(f).items():
+            main, key = f[i].main, feedback_key(f[i].k, "V")
             if isinstance(main, Conv2D):
-                W = get_initializer(self.feedback_init)(main.params["W"].shape, rng)
-                feedback[i] = {"W": np.asarray(W, dtype=np.float64), "b": np.zeros(main.c_in)}
+                feedback[key] = given_or_draw(
+                    given, "V", key, shape, lambda r, s=shape: np.asarray(
+                        get_initializer(self.feedback_init)(s, r), dtype=np.float64),
+                    rng, record, where)
+                c = np.zeros(main.c_in)
             else:
-                feedback[i] = Dense(main.n_out, main.n_in, rng, init=self.feedback_init).params
+                feedback[key] = given_or_draw(
+                    given, "V", key, shape, lambda r, m=main: Dense(
+                        m.n_out, m.n_in, r, init=self.feedback_init, bias=False).params["W"],
+                    rng, record, where)
+                c = np.zeros(main.n_in)
+            if self.feedback_bias:
+                feedback[feedback_key(f[i].k, "c")] = c
         return {"feedback": feedback, "feedback_optimizer": {"t": 0, "moments": {}}, "steps": 0}
 
     def feedback_of(self, f, state, i, in_shape):
@@ -221,19 +250,25 @@ class ConvDifferenceTargetPropagation(DifferenceTargetPropagation):
 
         A ConvT's ``output_padding`` is set so that it returns the conv's input size.
         """
-        main, params = f[i].main, state["feedback"][i]
+        main, fb, k = f[i].main, state["feedback"], f[i].k
+        params = {"W": fb[feedback_key(k, "V")]}
+        if feedback_key(k, "c") in fb:
+            params["b"] = fb[feedback_key(k, "c")]
+        bias = "b" in params
         if isinstance(main, Conv2D):
             x_hw, y_hw = in_shape[2:], main.output_shape(in_shape[1:])[1:]
-            op = tuple(x - ((y - 1) * s - 2 * p + k) for x, y, s, p, k in
+            op = tuple(x - ((y - 1) * s - 2 * p + kk) for x, y, s, p, kk in
                        zip(x_hw, y_hw, main.stride, main.padding, main.kernel_size))
-            key = ("convT", main.c_out, main.c_in, main.kernel_size, main.stride, main.padding, op)
+            key = ("convT", main.c_out, main.c_in, main.kernel_size, main.stride, main.padding, op,
+                   bias)
             if key not in self._shells:
                 self._shells[key] = ConvTranspose2D(main.c_out, main.c_in, main.kernel_size,
-                                                    main.stride, main.padding, op, init=zeros_init)
+                                                    main.stride, main.padding, op, init=zeros_init,
+                                                    bias=bias)
             return Feedback(f[i], self._shells[key], None), params
-        key = ("dense", main.n_out, main.n_in)
+        key = ("dense", main.n_out, main.n_in, bias)
         if key not in self._shells:
-            self._shells[key] = Dense(main.n_out, main.n_in, None, init=zeros_init)
+            self._shells[key] = Dense(main.n_out, main.n_in, None, init=zeros_init, bias=bias)
         act = get_activation(self.feedback_activation)
         return Feedback(f[i], self._shells[key], None if act.name == "identity" else act), params
 
@@ -251,53 +286,78 @@ class ConvDifferenceTargetPropagation(DifferenceTargetPropagation):
         loss, dlogits = self.loss(h[L], y)
         if self.first_target == "penultimate_grad":            # (DTP-3)
             dh_top, top_grads = f[L].main.backward(dlogits, caches[L][0])
-            target = h[L - 1] - self.target_step * len(h[0]) * dh_top
+            target = h[L - 1] - self._step_scale(len(h[0])) * dh_top
             return loss, dlogits, L - 1, target, {L: top_grads}
-        return loss, dlogits, L, h[L] - self.target_step * len(h[0]) * dlogits, {}
+        return loss, dlogits, L, h[L] - self._step_scale(len(h[0])) * dlogits, {}   # (DTP-3a)
 
-    def propagate_targets(self, f, state, h, top, target, caches=None):
+    def propagate_targets(self, f, state, h, top, target, caches=None, record=None):
         """(DTP-4) with G_i run on the forward pass's unpooling indices: caches are required."""
+        record = as_recorder(record)
         targets = {top: target}
         for i in range(top, 1, -1):
             fb, params = self.feedback_of(f, state, i, h[i - 1].shape)
-            targets[i - 1] = (h[i - 1] + fb.apply(targets[i], caches[i], params)[0]
-                              - fb.apply(h[i], caches[i], params)[0])
+            g_hat = fb.apply(targets[i], caches[i], params)[0]
+            g_h = fb.apply(h[i], caches[i], params)[0]
+            targets[i - 1] = h[i - 1] + g_hat - g_h
+            record.put(feedback_key(f[i].k, "g_h_hat"), g_hat)
+            record.put(feedback_key(f[i].k, "g_h"), g_h)
         return targets
 
-    def feedback_loss(self, f, state, h, i, rng):
-        noise = self.sigma * rng.standard_normal(h[i - 1].shape)
+    def feedback_loss(self, f, state, h, i, rng, given=None, record=None, it=0, where=""):
+        k = f[i].k
+        given, record = given or {}, as_recorder(record)
+        noise = self._noise(given, "eps", feedback_key(k, f"eps.{it}"), h[i - 1].shape, rng,
+                            record, where)
         fb, params = self.feedback_of(f, state, i, h[i - 1].shape)
         if self.feedback_loss_name == "dtp":
-            return conv_dtp_feedback_loss(f[i], fb, h[i - 1], noise, params)
-        noise_out = self.sigma * rng.standard_normal(h[i].shape)
-        return conv_ldrl_feedback_loss(f[i], fb, h[i - 1], noise, noise_out, params)
+            loss, grads = conv_dtp_feedback_loss(f[i], fb, h[i - 1], noise, params)
+        else:
+            noise_out = self._noise(given, "eta", feedback_key(k, f"eta.{it}"), h[i].shape, rng,
+                                    record, where)
+            loss, grads = conv_ldrl_feedback_loss(f[i], fb, h[i - 1], noise, noise_out, params)
+        return loss, self._state_keys(k, grads), noise[0].size
 
     def reconstruction_errors(self, f, state, h, caches=None):
         out = []
-        for i in sorted(state["feedback"]):
+        for i in sorted(self.feedback_shapes(f)):
             fwd = caches[i] if caches is not None else f[i].forward(h[i - 1])[1]
             fb, params = self.feedback_of(f, state, i, h[i - 1].shape)
             out.append(mse(fb.apply(h[i], fwd, params)[0], h[i - 1])[0])
         return np.array(out)
 
-    def step(self, model, state, x, y, rng):
-        """Inverse update(s), then targets and local gradients; info as in dense DTP."""
-        where = f"{type(self).__name__}.step (step {state['steps']})"
+    def step(self, model, state, x, y, rng, record=None, **given):
+        """Feedback update(s), then targets and local gradients; info and trace keys as in dense DTP."""
+        where = f"{type(self).__name__}.step"
+        check_given(given, self.GIVEN_STEP, where)
+        self._check_state(state, where)
+        x = check_input(x, "x", where)
+        where = f"{where} (step {state['steps']})"
+        record = as_recorder(record)
         f = self.blocks(model)
         h, caches = self.forward(f, x)
-        for _ in range(self.feedback_iterations):
-            fb_losses = self._feedback_round(f, state, h, rng, update=True)
+        for i in range(1, len(f)):
+            record.put(f"{f[i].k}.h", h[i])
+        for it in range(self.feedback_iterations):
+            fb_losses = self._feedback_round(f, state, h, rng, True, given, record, it, where)
         loss, dlogits, top, target, true_grads = self.first_target_and_top_grads(f, h, caches, y)
         check_loss_finite(loss, where)
-        targets = self.propagate_targets(f, state, h, top, target, caches)
+        record.put(f"{f[-1].k}.dL_da", dlogits)
+        targets = self.propagate_targets(f, state, h, top, target, caches, record)
         per_block, fw_losses = dict(true_grads), []
         for i in range(1, len(f)):
+            if i in targets:
+                record.put(f"{f[i].k}.h_hat", targets[i])
             if i not in per_block:
                 fw_loss, dh = mse(h[i], targets[i])                          # (DTP-5)
+                if self.local_loss_scale == "half_sum":                      # (DTP-5a)
+                    fw_loss, dh = 0.5 * fw_loss, 0.5 * dh
                 if not np.isfinite(fw_loss):
-                    raise FloatingPointError(f"{where}: local loss of block {i} is {fw_loss}")
+                    raise DivergenceError(f"{where}: local loss of layer {f[i].k} is {fw_loss}",
+                                          quantity="local loss")
                 per_block[i] = f[i].param_grads(caches[i], dh)
                 fw_losses.append(fw_loss)
+                record.put(f"{f[i].k}.L_local", fw_loss)
+                record.put(f"{f[i].k}.dL_local_dh", dh)
         grads = {param_key(f[i].k, name): v for i in sorted(per_block)
                  for name, v in per_block[i].items()}
         state["steps"] += 1

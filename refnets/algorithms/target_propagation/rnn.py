@@ -28,7 +28,7 @@ x_t               ``x[t-1]``                       (N, D), x (T, N, D)
 h_t               ``hs[t-1]``; h_0 = 0             (N, H), hs (T, N, H)
 W_xh, W_hh, b     RNN ``'W_x'``, ``'W_h'``, ``'b'``   (H, D), (H, H), (H,)
 W_hy, b_y         Dense ``'W'``, ``'b'``            (C, H), (C,)
-V, c              ``state["feedback"]['V']``, ``['c']``  (H, H), (H,)
+V, c              ``state["feedback"]["0.V"]``, ``["0.c"]``  (H, H), (H,)
 ĥ_t               ``targets[t-1]``                 (N, H)
 η̂                 ``target_step`` (per example)    scalar
 ================  ===============================  ==================
@@ -50,7 +50,9 @@ from ...layers.recurrent import RNN, LastStep
 from ...losses import mse, softmax_cross_entropy
 from ...models import Sequential
 from ...optim import Momentum
-from ..base import Algorithm, StepResult, check_loss_finite
+from ...validation import DivergenceError, check_bool, check_input, check_number
+from ..base import (Algorithm, StepResult, as_recorder, check_given, check_loss_finite,
+                    given_or_draw)
 
 __all__ = ["one_step", "tptt_local_loss", "tptt_feedback_loss", "TargetPropagationThroughTime"]
 
@@ -134,23 +136,31 @@ class TargetPropagationThroughTime(Algorithm):
     compare_to_backprop : bool
         Report cosines to the BPTT gradient.
     loss : callable (default mean softmax cross-entropy)
+
+    State ``feedback``: ``{"0.V": V, "0.c": c}`` (0 is the RNN's model index).
+    Given values: ``V={"0.V": (H, H)}`` at ``init_state``;
+    ``eps={"0.eps": (T-1, N, H)}`` (noise on h_1..h_{T-1}) per step.
     """
 
     name = "tptt"
+    GIVEN_INIT = ("V",)
+    GIVEN_STEP = ("eps",)
 
     def __init__(self, target_step=0.01, sigma=0.0, feedback_lr=0.001, feedback_momentum=0.9,
                  feedback_init="orthogonal", compare_to_backprop=True, loss=softmax_cross_entropy):
         super().__init__(loss)
         where = "TargetPropagationThroughTime"
-        for name, value, positive in (("target_step", target_step, True), ("sigma", sigma, False),
-                                      ("feedback_lr", feedback_lr, True)):
-            if not np.isfinite(value) or value < 0 or (positive and value == 0):
-                raise ValueError(f"{where}: {name} must be a finite number "
-                                 f"{'> 0' if positive else '>= 0'}, got {value!r}")
-        Momentum(lr=feedback_lr, momentum=feedback_momentum)             # validates momentum
-        self.target_step, self.sigma = float(target_step), float(sigma)
-        self.feedback_lr, self.feedback_momentum = float(feedback_lr), float(feedback_momentum)
-        self.feedback_init, self.compare_to_backprop = feedback_init, bool(compare_to_backprop)
+        self.target_step = check_number(target_step, "target_step", where, low=0, low_open=True)
+        self.sigma = check_number(sigma, "sigma", where, low=0)
+        self.feedback_lr = check_number(feedback_lr, "feedback_lr", where, low=0, low_open=True)
+        self.feedback_momentum = check_number(feedback_momentum, "feedback_momentum", where,
+                                              low=0, high=1, high_open=True)
+        try:
+            get_initializer(feedback_init)
+        except ValueError as exc:
+            raise ValueError(f"{where}: feedback_init: {exc}") from None
+        self.feedback_init = feedback_init
+        self.compare_to_backprop = check_bool(compare_to_backprop, "compare_to_backprop", where)
 
     @staticmethod
     def layers(model):
@@ -163,63 +173,100 @@ class TargetPropagationThroughTime(Algorithm):
                              f"{getattr(model, 'layers', model)!r}")
         return model[0], model[2]
 
-    def init_state(self, model, rng):
+    def init_state(self, model, rng, record=None, **given):
+        where = "TargetPropagationThroughTime.init_state"
+        check_given(given, self.GIVEN_INIT, where)
         rnn, _ = self.layers(model)
         H = rnn.n_hidden
-        V = np.asarray(get_initializer(self.feedback_init)((H, H), rng), dtype=np.float64)
-        return {"feedback": {"V": V, "c": np.zeros(H)},
+        V = given_or_draw(given, "V", "0.V", (H, H), lambda r: np.asarray(
+            get_initializer(self.feedback_init)((H, H), r), dtype=np.float64), rng,
+            as_recorder(record), where)
+        return {"feedback": {"0.V": V, "0.c": np.zeros(H)},
                 "feedback_optimizer": {"t": 0, "moments": {}}, "steps": 0}
 
     def g(self, rnn, state, x_t, h_t):
         """(DTP-14) g(x_t, h_t) = tanh(V h_t + W_xh x_t + c), (N, H)."""
         fb = state["feedback"]
-        return one_step(rnn, x_t, h_t, {"W_x": rnn.params["W_x"], "W_h": fb["V"], "b": fb["c"]})[0]
+        return one_step(rnn, x_t, h_t, {"W_x": rnn.params["W_x"], "W_h": fb["0.V"],
+                                        "b": fb["0.c"]})[0]
 
-    def propagate_targets(self, rnn, state, x, hs, target_T):
-        """ĥ_T given; (DTP-14a) backwards in time. Returns targets (T, N, H)."""
+    def propagate_targets(self, rnn, state, x, hs, target_T, record=None):
+        """ĥ_T given; (DTP-14a) backwards in time. Returns targets (T, N, H).
+
+        Records ``"0.g_h"`` and ``"0.g_h_hat"`` (T-1, N, H): g(x_t, h_t) and
+        g(x_t, ĥ_t) for t = 2..T (array index t-2).
+        """
         targets = np.empty_like(hs)
         targets[-1] = target_T
+        g_h, g_hat = np.empty_like(hs[1:]), np.empty_like(hs[1:])
         for t in range(hs.shape[0] - 1, 0, -1):           # array index t holds h_{t+1}
-            targets[t - 1] = hs[t - 1] - self.g(rnn, state, x[t], hs[t]) \
-                + self.g(rnn, state, x[t], targets[t])
+            g_h[t - 1] = self.g(rnn, state, x[t], hs[t])
+            g_hat[t - 1] = self.g(rnn, state, x[t], targets[t])
+            targets[t - 1] = hs[t - 1] - g_h[t - 1] + g_hat[t - 1]
+        record = as_recorder(record)
+        record.put("0.g_h", g_h)
+        record.put("0.g_h_hat", g_hat)
         return targets
 
-    def train_feedback(self, rnn, state, x, hs, rng):
+    def train_feedback(self, rnn, state, x, hs, rng, given=None, record=None, where=""):
         """One Nesterov-SGD step of (DTP-14c); returns the loss before it."""
-        noise = self.sigma * rng.standard_normal(hs[:-1].shape)
+        record = as_recorder(record)
+        sigma, shape = self.sigma, hs[:-1].shape
+        noise = given_or_draw(given or {}, "eps", "0.eps", shape,
+                              lambda r: sigma * r.standard_normal(shape), rng, record, where)
         fb = state["feedback"]
-        loss, grads = tptt_feedback_loss(rnn, x, hs, noise, rnn.params["W_x"], fb["V"], fb["c"])
+        loss, grads = tptt_feedback_loss(rnn, x, hs, noise, rnn.params["W_x"], fb["0.V"],
+                                         fb["0.c"])
         if not np.isfinite(loss):
-            raise FloatingPointError(f"TargetPropagationThroughTime: inverse loss is {loss} at "
-                                     f"step {state['steps']} (diverged); try a smaller feedback_lr")
+            raise DivergenceError(f"TargetPropagationThroughTime: inverse loss is {loss} at "
+                                  f"step {state['steps']} (diverged); try a smaller feedback_lr",
+                                  quantity="feedback loss")
+        grads = {"0.V": grads["V"], "0.c": grads["c"]}
+        record.put("0.L_inv", loss)
+        record.put("0.dV", grads["0.V"])
+        record.put("0.dc", grads["0.c"])
         opt = Momentum(lr=self.feedback_lr, momentum=self.feedback_momentum, nesterov=True)
         opt.state, opt.t = state["feedback_optimizer"]["moments"], state["feedback_optimizer"]["t"]
         opt.update(fb, grads)
         state["feedback_optimizer"]["t"] = opt.t
         return loss
 
-    def step(self, model, state, x, y, rng):
+    def step(self, model, state, x, y, rng, record=None, **given):
         """g-step, then targets (DTP-14a) and the forward gradients (DTP-14b).
 
         info: ``forward_loss``, ``feedback_loss``, ``reconstruction_error`` (noise-free
         mean over t of ‖g(x_t, h_t) - h_{t-1}‖²), ``cosine_per_layer`` / ``angle_per_layer``
-        ([RNN, read-out] vs BPTT) and ``cosine_to_backprop``.
+        ([RNN, read-out] vs BPTT) and ``cosine_to_backprop``. Trace keys: README section 2.
         """
-        where = f"TargetPropagationThroughTime.step (step {state['steps']})"
-        rnn, head = self.layers(model)
+        where = "TargetPropagationThroughTime.step"
+        check_given(given, self.GIVEN_STEP, where)
+        fb = state.get("feedback") if isinstance(state, dict) else None
+        if not isinstance(fb, dict) or set(fb) != {"0.V", "0.c"}:
+            raise ValueError(f"{where}: state['feedback'] must be {{'0.V', '0.c'}} as made by "
+                             f"init_state, got {sorted(fb) if isinstance(fb, dict) else fb!r}; a "
+                             f"state saved before this key scheme must be rebuilt with init_state")
         if np.ndim(x) != 3:
             raise ValueError(f"{where}: x must be time-major (T, N, D), got shape {np.shape(x)}")
+        x = check_input(x, "x", where, ndim=3, batch_axis=1)
+        where = f"{where} (step {state['steps']})"
+        record = as_recorder(record)
+        rnn, head = self.layers(model)
         hs, rnn_cache = rnn.forward(x)
-        fb_loss = self.train_feedback(rnn, state, x, hs, rng) if hs.shape[0] > 1 else 0.0
+        record.put("0.h", hs)
+        fb_loss = self.train_feedback(rnn, state, x, hs, rng, given, record, where) \
+            if hs.shape[0] > 1 else 0.0
         logits, head_cache = head.forward(hs[-1])
         loss, dlogits = self.loss(logits, y)
         check_loss_finite(loss, where)
+        record.put("2.dL_da", dlogits)
         dh_T, head_grads = head.backward(dlogits, head_cache)
         target_T = hs[-1] - self.target_step * len(y) * dh_T                 # (DTP-14a)
-        targets = self.propagate_targets(rnn, state, x, hs, target_T)
+        targets = self.propagate_targets(rnn, state, x, hs, target_T, record)
         if not np.all(np.isfinite(targets)):
-            raise FloatingPointError(f"{where}: targets contain NaN/inf (diverged)")
-        fw_loss, rnn_grads = tptt_local_loss(rnn, x, hs, targets)
+            raise DivergenceError(f"{where}: targets contain NaN/inf (diverged)", quantity="target")
+        record.put("0.h_hat", targets)
+        fw_loss, rnn_grads = tptt_local_loss(rnn, x, hs, targets)          # (DTP-14b)
+        record.put("0.L_local", fw_loss)
         grads = {f"0.{k}": v for k, v in rnn_grads.items()}
         grads.update({f"2.{k}": v for k, v in head_grads.items()})
         state["steps"] += 1
@@ -242,3 +289,8 @@ class TargetPropagationThroughTime(Algorithm):
                          "angle_per_layer": np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))),
                          "cosine_to_backprop": cosine(grads, bp)})
         return StepResult(loss=loss, grads=grads, info=info)
+
+    def predict(self, model, state, x):
+        """Logits for time-major sequences x (T, N, D)."""
+        x = check_input(x, "x", "TargetPropagationThroughTime.predict", ndim=3, batch_axis=1)
+        return model.forward(x)[0]

@@ -15,7 +15,7 @@ paper symbol               code name                    shape
 ε (input noise)            ``noise`` / ``noise_in``     (B, n_{i-1}), N(0, σ²)
 η (output noise, L-DRL)    ``noise_out``                (B, n_i), N(0, σ²)
 t̃_j (noisy targets, DRL)   ``t``                        (B, n_j)
-Q_i (DDTP feedback)        ``state["feedback"][i]["W"]`` (n_i, n_L)
+Q_i (DDTP feedback)        ``state["feedback"]["k.Q"]``  (n_i, n_L), k = f[i].k
 J_f, J_g                   per-example Jacobians        (n_i, n_{i-1}), (n_{i-1}, n_i)
 =========================  ===========================  =========================
 
@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...layers.dense import Dense
 from ...layers.init import orthogonal
 from ...losses import mse
-from .algorithm import DifferenceTargetPropagation
+from ...validation import check_number
+from ..base import as_recorder, check_given, given_or_draw
+from .algorithm import DifferenceTargetPropagation, feedback_key
 from .blocks import apply_block, block_param_grads, difference_target
 
 __all__ = ["drl_feedback_loss", "ldrl_feedback_loss", "ddtp_feedback_loss",
@@ -158,126 +159,166 @@ def jacobian_trace(f_block, g_block, h_prev, h, g_params):
 # ---------------------------------------------------------------------------
 
 class DifferenceReconstructionLoss(DifferenceTargetPropagation):
-    """DTP whose inverses minimise Meulemans et al.'s DRL (Gauss-Newton targets).
+    """DTP whose inverses minimise Meulemans et al.'s DRL (DTP-9; Gauss-Newton targets).
 
     Same parameters as :class:`DifferenceTargetPropagation`. Cost: O(L²) block
     evaluations per feedback update (each g_i sees the noisy output of the whole
-    stack above it).
+    stack above it). ``follow='meulemans'``: their DRL scale 1/(σ² n), no floor.
     """
 
     name = "dtp-drl"
+    FOLLOW = {"meulemans": {**DifferenceTargetPropagation.FOLLOW["meulemans"],
+                            "feedback_sigma_floor": 0.0}}
 
-    def feedback_loss(self, f, state, h, i, rng):
+    def feedback_loss(self, f, state, h, i, rng, given=None, record=None, it=0, where=""):
         top = self.top_layer(len(f) - 1)
-        g_maps = {j: self.feedback_map(state, j) for j in range(i, top + 1)}
-        noise = self.sigma * rng.standard_normal(h[i - 1].shape)
-        return drl_feedback_loss(f, g_maps, h, i, top, noise)
+        g_maps = {j: self.feedback_map(state, f[j].k) for j in range(i, top + 1)}
+        k = f[i].k
+        noise = self._noise(given or {}, "eps", feedback_key(k, f"eps.{it}"), h[i - 1].shape,
+                            rng, as_recorder(record), where)
+        loss, grads = drl_feedback_loss(f, g_maps, h, i, top, noise)       # (DTP-9)
+        return loss, self._state_keys(k, grads), noise[0].size
 
 
 class LocalDifferenceReconstructionLoss(DifferenceTargetPropagation):
-    """DTP whose inverses minimise Ernoult et al.'s L-DRL (J_g -> J_fᵀ, backprop targets).
+    """DTP whose inverses minimise Ernoult et al.'s L-DRL (DTP-10; J_g -> J_fᵀ, backprop targets).
 
     Defaults follow Ernoult et al.: first target on the logits
     (``first_target='output_grad'``); other parameters as in
-    :class:`DifferenceTargetPropagation`.
+    :class:`DifferenceTargetPropagation`. Given values per step: ``eps`` (input
+    noise, ``"k.eps.j"``, (B, n_{i-1})) and ``eta`` (output noise, ``"k.eta.j"``,
+    (B, n_i)). ``follow='ernoult'`` (½‖·‖² local losses) or ``'shibuya'`` (half
+    the L-DRL loss, no feedback bias).
     """
 
     name = "dtp-ldrl"
+    CONVENTIONS = {**DifferenceTargetPropagation.CONVENTIONS, "first_target": "output_grad"}
+    FOLLOW = {
+        # Ernoult et al.'s scalingDTP: β against the summed CE, ½‖·‖² forward losses
+        "ernoult": {"first_target": "output_grad", "target_step_reduction": "sum",
+                    "feedback_loss_scale": "sum", "local_loss_scale": "half_sum"},
+        # Shibuya et al.'s tp_net (loss_type 'L-DRL'): half the loss, no feedback bias
+        "shibuya": {"first_target": "output_grad", "target_step_reduction": "sum",
+                    "feedback_loss_scale": "half_sum", "feedback_bias": False},
+    }
+    GIVEN_STEP = ("eps", "eta")
 
-    def __init__(self, first_target="output_grad", **kwargs):
-        super().__init__(first_target=first_target, **kwargs)
-
-    def feedback_loss(self, f, state, h, i, rng):
-        g, params = self.feedback_map(state, i)
-        noise_in = self.sigma * rng.standard_normal(h[i - 1].shape)
-        noise_out = self.sigma * rng.standard_normal(h[i].shape)
-        return ldrl_feedback_loss(f[i], g, h[i - 1], noise_in, noise_out, params)
+    def feedback_loss(self, f, state, h, i, rng, given=None, record=None, it=0, where=""):
+        k = f[i].k
+        g, params = self.feedback_map(state, k)
+        given, record = given or {}, as_recorder(record)
+        noise_in = self._noise(given, "eps", feedback_key(k, f"eps.{it}"), h[i - 1].shape, rng,
+                               record, where)
+        noise_out = self._noise(given, "eta", feedback_key(k, f"eta.{it}"), h[i].shape, rng,
+                                record, where)
+        loss, grads = ldrl_feedback_loss(f[i], g, h[i - 1], noise_in, noise_out, params)
+        return loss, self._state_keys(k, grads), noise_in[0].size
 
 
 class FixedWeightDTP(DifferenceTargetPropagation):
-    """DTP with fixed random feedback maps g_i(h) = t(V_i h) (Shibuya et al. 2023).
+    """DTP with fixed random feedback maps g_i(h) = t(V_i h) (DTP-11; Shibuya et al. 2023).
 
     Parameters
     ----------
     feedback_scale : float > 0
-        V_i = feedback_scale x (orthogonal matrix).
+        Drawn V_i = feedback_scale x (orthogonal matrix); a given ``V`` is used as is.
     **kwargs
-        As :class:`DifferenceTargetPropagation` (the feedback optimiser is unused).
+        As :class:`DifferenceTargetPropagation` (the feedback optimiser is
+        unused; ``feedback_bias`` defaults to False, as in Shibuya's code).
     """
 
     name = "fw-dtp"
+    CONVENTIONS = {**DifferenceTargetPropagation.CONVENTIONS, "feedback_bias": False}
+    FOLLOW = {"shibuya": {"first_target": "output_grad", "target_step_reduction": "sum",
+                          "feedback_bias": False}}
+    GIVEN_STEP = ()
 
     def __init__(self, feedback_scale=1.0, **kwargs):
         super().__init__(**kwargs)
-        if not (np.isfinite(feedback_scale) and feedback_scale > 0):
-            raise ValueError(f"FixedWeightDTP: feedback_scale must be a positive finite number, "
-                             f"got {feedback_scale!r}")
-        self.feedback_scale = float(feedback_scale)
+        self.feedback_scale = check_number(feedback_scale, "feedback_scale", "FixedWeightDTP",
+                                           low=0, low_open=True)
 
-    def init_state(self, model, rng):
-        state = super().init_state(model, rng)
-        for i, p in state["feedback"].items():
-            p["W"] = self.feedback_scale * orthogonal(p["W"].shape, rng)
-            del p["b"]                                    # no feedback bias (Shibuya)
-        return state
+    def init_state(self, model, rng, record=None, **given):
+        """Fixed V_i = ``feedback_scale`` x orthogonal, keyed ``"k.V"``; given ``V`` as is."""
+        where = f"{type(self).__name__}.init_state"
+        check_given(given, self.GIVEN_INIT, where)
+        record = as_recorder(record)
+        f = self.blocks(model)
+        feedback = {}
+        for i, (n_in, n_out) in self.feedback_shapes(f).items():
+            key = feedback_key(f[i].k, "V")
+            feedback[key] = given_or_draw(
+                given, "V", key, (n_out, n_in),
+                lambda r, s=(n_out, n_in): self.feedback_scale * orthogonal(s, r),
+                rng, record, where)
+            if self.feedback_bias:
+                feedback[feedback_key(f[i].k, "c")] = np.zeros(n_out)
+        return {"feedback": feedback, "feedback_optimizer": {"t": 0, "moments": {}}, "steps": 0}
 
-    def _feedback_round(self, f, state, h, rng, update):
-        """No training: report tr(J_f J_g) per layer instead of an inverse loss."""
+    def _feedback_round(self, f, state, h, rng, update, given=None, record=None, it=0, where=""):
+        """No training: (DTP-11) tr(J_f J_g) per layer instead of a feedback loss."""
+        record = as_recorder(record)
         out = []
-        for i in sorted(state["feedback"]):
-            g, params = self.feedback_map(state, i)
+        for i in sorted(self.feedback_shapes(f)):
+            g, params = self.feedback_map(state, f[i].k)
             out.append(jacobian_trace(f[i], g, h[i - 1], h[i], params))
+            record.put(feedback_key(f[i].k, "jacobian_trace"), out[-1])
         return np.array(out)
 
-    def step(self, model, state, x, y, rng):
+    def step(self, model, state, x, y, rng, record=None, **given):
         """As DTP; ``info['feedback_loss']`` is renamed ``jacobian_trace`` (nothing is trained)."""
-        res = super().step(model, state, x, y, rng)
+        res = super().step(model, state, x, y, rng, record, **given)
         res.info["jacobian_trace"] = res.info.pop("feedback_loss")
         return res
 
 
 class DirectDTP(DifferenceTargetPropagation):
-    """DDTP-linear (Meulemans et al. 2020): targets sent from the output by learned Q_i.
+    """DDTP-linear (DTP-12; Meulemans et al. 2020): targets sent from the output by learned Q_i.
 
     ĥ_i = h_i + (ĥ_L - a_L) Q_iᵀ for every hidden layer i = 1..L-1 (a "DFA with a
     learned pseudo-inverse"); the first target is on the logits, so
-    ``first_target`` is fixed to 'output_grad'.
+    ``first_target`` is fixed to 'output_grad'. Q_i is keyed ``"k.Q"``, k the
+    model index of layer i's Dense; given values ``Q`` at ``init_state`` and
+    ``eps`` (``"k.eps.j"``, noise on h_i, (B, n_i)) per step.
     """
 
     name = "ddtp"
+    CONVENTIONS = {**DifferenceTargetPropagation.CONVENTIONS, "first_target": "output_grad",
+                   "feedback_activation": "identity", "feedback_bias": False}
+    FOLLOW = {"meulemans": {"target_step_reduction": "mean",
+                            "feedback_loss_scale": "mean_over_sigma2",
+                            "feedback_sigma_floor": 0.0, "feedback_init": "glorot_normal"}}
+    FEEDBACK_WEIGHT = "Q"
+    GIVEN_INIT = ("Q",)
 
     def __init__(self, **kwargs):
-        if kwargs.setdefault("first_target", "output_grad") != "output_grad":
-            raise ValueError(f"DirectDTP: first_target must be 'output_grad' (targets come from "
-                             f"the output pre-activation), got {kwargs['first_target']!r}")
-        kwargs.setdefault("feedback_activation", "identity")
-        if kwargs["feedback_activation"] != "identity":
-            raise ValueError(f"DirectDTP: feedback_activation must be 'identity' (DDTP-linear), "
-                             f"got {kwargs['feedback_activation']!r}")
         super().__init__(**kwargs)
+        if self.first_target != "output_grad":
+            raise ValueError(f"DirectDTP: first_target must be 'output_grad' (targets come from "
+                             f"the output pre-activation), got {self.first_target!r}")
+        if self.feedback_activation != "identity":
+            raise ValueError(f"DirectDTP: feedback_activation must be 'identity' (DDTP-linear), "
+                             f"got {self.feedback_activation!r}")
 
     def feedback_shapes(self, f):
         """{i: (n_L, n_i)}: Q_i maps the output space to layer i, i = 1..L-1."""
         n_out = f[-1].dense.n_out
         return {i: (n_out, f[i].dense.n_out) for i in range(1, len(f) - 1)}
 
-    def init_state(self, model, rng):
-        f = self.blocks(model)
-        feedback = {i: Dense(n_in, n_out, rng, init=self.feedback_init, bias=False).params
-                    for i, (n_in, n_out) in self.feedback_shapes(f).items()}
-        return {"feedback": feedback, "feedback_optimizer": {"t": 0, "moments": {}}, "steps": 0}
-
-    def propagate_targets(self, f, state, h, top, target):
+    def propagate_targets(self, f, state, h, top, target, record=None):
         """(DTP-12) ĥ_i = h_i + (ĥ_L - a_L) Q_iᵀ, i = 1..L-1."""
         targets = {top: target}
-        for i in state["feedback"]:
-            targets[i] = h[i] + self.g(state, i, target - h[top])
+        for i in sorted(self.feedback_shapes(f)):
+            targets[i] = h[i] + self.g(state, f[i].k, target - h[top])
         return targets
 
-    def feedback_loss(self, f, state, h, i, rng):
-        q, params = self.feedback_map(state, i)
-        noise = self.sigma * rng.standard_normal(h[i].shape)
-        return ddtp_feedback_loss(f, q, h, i, noise, params)
+    def feedback_loss(self, f, state, h, i, rng, given=None, record=None, it=0, where=""):
+        k = f[i].k
+        q, params = self.feedback_map(state, k)
+        noise = self._noise(given or {}, "eps", feedback_key(k, f"eps.{it}"), h[i].shape, rng,
+                            as_recorder(record), where)
+        loss, grads = ddtp_feedback_loss(f, q, h, i, noise, params)        # (DTP-12a)
+        return loss, self._state_keys(k, grads, "Q"), noise[0].size
 
     def reconstruction_errors(self, f, state, h):
         """Not defined for direct feedback (no layer-wise inverse): empty."""

@@ -48,8 +48,8 @@ def test_hand_worked_scalar_chain():
                               target_step=0.1, feedback_activation="identity")
     for k, w in ((0, 2.0), (2, 3.0), (4, 0.5)):
         model.layers[k].params["W"][...] = w
-    state["feedback"][2]["W"][...] = 0.4
-    state["feedback"][2]["b"][...] = 0.1
+    state["feedback"]["2.V"][...] = 0.4
+    state["feedback"]["2.c"][...] = 0.1
     x, y = np.array([[1.0]]), np.array([[1.0]])
     f, h, targets = _targets(algo, model, state, x, y)
     assert targets[2][0, 0] == pytest.approx(5.8, abs=1e-14)
@@ -60,8 +60,8 @@ def test_hand_worked_scalar_chain():
 
     res = algo.step(model, state, x, y, rng)   # sigma > 0 changes g first: recompute by hand
     assert res.loss == pytest.approx(4.0)
-    state["feedback"][2]["W"][...] = 0.4
-    state["feedback"][2]["b"][...] = 0.1
+    state["feedback"]["2.V"][...] = 0.4
+    state["feedback"]["2.c"][...] = 0.1
     algo0 = DifferenceTargetPropagation(loss=mse, target_step=0.1, feedback_activation="identity",
                                         schedule="epoch")
     res = algo0.step(model, state, x, y, rng)  # 'epoch' schedule: no inverse update in step
@@ -70,8 +70,8 @@ def test_hand_worked_scalar_chain():
         got = res.grads[key].ravel()[0]
         assert got == pytest.approx(value, abs=1e-13), key
 
-    loss, grads = dtp_feedback_loss(f[2], algo.feedback_map(state, 2)[0], h[1],
-                                    np.array([[0.5]]), state["feedback"][2])
+    g2, g2_params = algo.feedback_map(state, 2)      # keyed by the model index of f_2's Dense
+    loss, grads = dtp_feedback_loss(f[2], g2, h[1], np.array([[0.5]]), g2_params)
     assert loss == pytest.approx(0.36, abs=1e-14)
     assert grads["W"][0, 0] == pytest.approx(9.0, abs=1e-13)
     assert grads["b"][0] == pytest.approx(1.2, abs=1e-13)
@@ -118,14 +118,14 @@ def test_offset_invariance_and_first_order_jacobian(rng):
     h, _ = algo.forward(f, x)
     target = h[2] + 0.1 * rng.standard_normal(h[2].shape)
     t0 = algo.propagate_targets(f, state, h, 2, target)[1]
-    state["feedback"][2]["b"][...] = 5.0 * rng.standard_normal(6)
+    state["feedback"]["2.c"][...] = 5.0 * rng.standard_normal(6)
     np.testing.assert_allclose(algo.propagate_targets(f, state, h, 2, target)[1], t0,
                                rtol=0, atol=1e-13)
 
     model, algo, state = _net([5, 6, 6, 3], rng)            # tanh inverse
-    state["feedback"][2]["b"][...] = 0.3 * rng.standard_normal(6)
+    state["feedback"]["2.c"][...] = 0.3 * rng.standard_normal(6)
     h, _ = algo.forward(algo.blocks(model), x)
-    V, c = state["feedback"][2]["W"], state["feedback"][2]["b"]
+    V, c = state["feedback"]["2.V"], state["feedback"]["2.c"]
     jac_g = 1.0 - np.tanh(h[2] @ V.T + c) ** 2                  # diag(t'(V h + c)) per example
     d = rng.standard_normal(h[2].shape)
     residuals = []
@@ -165,10 +165,10 @@ def test_gauss_newton_targets_with_exact_linear_inverses(rng):
         layer.params["W"][...] += 0.5 * rng.standard_normal((3, 3))
         layer.params["b"][...] = rng.standard_normal(3)
     f = algo.blocks(model)
-    for i, p in state["feedback"].items():                      # g_i = f_i^-1
+    for i in (2, 3):                                            # g_i = f_i^-1
         W, b = f[i].dense.params["W"], f[i].dense.params["b"]
-        p["W"][...] = np.linalg.inv(W)
-        p["b"][...] = -np.linalg.solve(W, b)
+        state["feedback"][f"{f[i].k}.V"][...] = np.linalg.inv(W)
+        state["feedback"][f"{f[i].k}.c"][...] = -np.linalg.solve(W, b)
     x, y = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
     _, h, targets = _targets(algo, model, state, x, y)
     e = 2.0 * (h[3] - y)                                        # ∂ℓ_n/∂h_L of the summed loss
@@ -238,8 +238,9 @@ def test_local_loss_gradients_match_finite_differences(rng):
 def test_plumbing_shapes_and_locality(rng):
     """(DTP-1) g_i maps n_i -> n_{i-1}, none into the input; local losses stay local."""
     model, algo, state = _net([7, 6, 5, 4, 3], rng)
-    assert sorted(state["feedback"]) == [2, 3]
-    assert state["feedback"][2]["W"].shape == (6, 5) and state["feedback"][3]["W"].shape == (5, 4)
+    assert sorted(state["feedback"]) == ["2.V", "2.c", "4.V", "4.c"]    # keyed by model index
+    assert algo.block_to_layer(model) == {1: 0, 2: 2, 3: 4, 4: 6}
+    assert state["feedback"]["2.V"].shape == (6, 5) and state["feedback"]["4.V"].shape == (5, 4)
     x, y = rng.standard_normal((5, 7)), rng.integers(0, 3, 5)
     f, h, targets = _targets(algo, model, state, x, y)
     # block 1's gradient is a function of (x, ĥ_1) only: perturbing W_3 after the targets
@@ -248,7 +249,7 @@ def test_plumbing_shapes_and_locality(rng):
     model.layers[4].params["W"] += 1.0
     np.testing.assert_array_equal(local_loss(f[1], h[0], targets[1])[1]["W"], g1["W"])
     assert set(DifferenceTargetPropagation(first_target="output_grad").init_state(
-        model, rng)["feedback"]) == {2, 3, 4}
+        model, rng)["feedback"]) == {"2.V", "2.c", "4.V", "4.c", "6.V", "6.c"}
 
 
 def test_bad_arguments_raise_value_error(rng):
@@ -296,10 +297,10 @@ def test_seeded_runs_are_bit_identical_and_state_checkpoints(tmp_path):
     (m1, s1), (m2, s2) = run(), run()
     for k, v in m1.params().items():
         np.testing.assert_array_equal(v, m2.params()[k])
-    np.testing.assert_array_equal(s1["feedback"][2]["W"], s2["feedback"][2]["W"])
+    np.testing.assert_array_equal(s1["feedback"]["2.V"], s2["feedback"]["2.V"])
     save_checkpoint(tmp_path / "dtp.npz", m1, s1)
     _, loaded = load_checkpoint(tmp_path / "dtp.npz")
-    np.testing.assert_array_equal(loaded["feedback"][2]["W"], s1["feedback"][2]["W"])
+    np.testing.assert_array_equal(loaded["feedback"]["2.V"], s1["feedback"]["2.V"])
     assert loaded["feedback_optimizer"]["t"] == 3
 
 
@@ -307,14 +308,14 @@ def test_epoch_schedule_alternates_sweeps(rng):
     """Lee's schedule: the inverse sweep leaves f alone; the forward sweep leaves g alone."""
     model, algo, state = _net([6, 5, 5, 3], rng, schedule="epoch")
     x, y = rng.standard_normal((40, 6)), rng.integers(0, 3, 40)
-    w0, v0 = model.copy_params(), state["feedback"][2]["W"].copy()
+    w0, v0 = model.copy_params(), state["feedback"]["2.V"].copy()
     algo.train_feedback(model, state, x[:10], rng)
-    assert not np.array_equal(state["feedback"][2]["W"], v0)
+    assert not np.array_equal(state["feedback"]["2.V"], v0)
     for k, v in model.params().items():
         np.testing.assert_array_equal(v, w0[k])
-    v1 = state["feedback"][2]["W"].copy()
+    v1 = state["feedback"]["2.V"].copy()
     res = algo.step(model, state, x[:10], y[:10], rng)
-    np.testing.assert_array_equal(state["feedback"][2]["W"], v1)
+    np.testing.assert_array_equal(state["feedback"]["2.V"], v1)
     assert res.info["feedback_loss"].shape == (1,)
     out = train_epoch_alternating(model, algo, state, SGD(lr=0.1), x, y, 10, rng)
     assert np.isfinite(out["loss"]) and out["feedback_loss"].shape == (1,)
@@ -325,7 +326,7 @@ def test_epoch_schedule_alternates_sweeps(rng):
 def test_label_first_target_sdtp(rng):
     """SDTP: ĥ_L = one-hot label in probability space; g_L maps probabilities to h_{L-1}."""
     model, algo, state = _net([6, 5, 5, 3], rng, first_target="label")
-    assert state["feedback"][3]["W"].shape == (5, 3)
+    assert state["feedback"]["4.V"].shape == (5, 3)
     x, y = rng.standard_normal((4, 6)), np.array([0, 1, 2, 1])
     f, h, targets = _targets(algo, model, state, x, y)
     np.testing.assert_allclose(h[3].sum(axis=1), 1.0)                 # probabilities

@@ -23,10 +23,11 @@ def test_blocks_and_feedback_shapes(rng):
     f = conv_blocks(model)
     assert [type(b.main).__name__ for b in f[1:]] == ["Conv2D", "Conv2D", "Dense"]
     assert [type(layer).__name__ for layer in f[2].free] == ["Tanh", "MaxPool2D", "Flatten"]
-    assert sorted(state["feedback"]) == [2]                      # no inverse into the image
-    assert state["feedback"][2]["W"].shape == f[2].main.params["W"].shape   # (C_2, C_1, kh, kw)
+    k2 = f[2].k                                                   # model index of the 2nd conv
+    assert sorted(state["feedback"]) == [f"{k2}.V", f"{k2}.c"]   # no inverse into the image
+    assert state["feedback"][f"{k2}.V"].shape == f[2].main.params["W"].shape  # (C_2, C_1, kh, kw)
     out = ConvDifferenceTargetPropagation(first_target="output_grad").init_state(model, rng)
-    assert out["feedback"][3]["W"].shape == (4 * 1 * 1, 5)      # dense g_3: logits -> flat h_2
+    assert out["feedback"][f"{f[3].k}.V"].shape == (4 * 1 * 1, 5)      # dense g_3: logits -> flat h_2
     x = rng.standard_normal((2, 2, 6, 6))
     h, caches = algo.forward(f, x)
     fb, params = algo.feedback_of(f, state, 2, h[1].shape)

@@ -36,7 +36,7 @@ def test_hand_worked_two_steps():
     algo = TargetPropagationThroughTime(target_step=0.1, loss=mse, compare_to_backprop=False,
                                         feedback_lr=1e-12)
     state = algo.init_state(model, rng)
-    state["feedback"]["V"][...] = 0.8
+    state["feedback"]["0.V"][...] = 0.8
     x, y = np.array([0.5, -0.5]).reshape(2, 1, 1), np.zeros((1, 1))
     h1 = np.tanh(0.5)
     h2 = np.tanh(0.5 * h1 - 0.5)
@@ -69,7 +69,7 @@ def test_one_step_sequence_is_scaled_backprop(rng):
 def test_fixed_point_in_time(rng):
     """ĥ_T = h_T propagates back unchanged, whatever V and c."""
     model, algo, state, x, y = _setup(rng, T=6)
-    state["feedback"]["c"][...] = rng.standard_normal(5)
+    state["feedback"]["0.c"][...] = rng.standard_normal(5)
     hs = model[0].forward(x)[0]
     np.testing.assert_allclose(algo.propagate_targets(model[0], state, x, hs, hs[-1]), hs,
                                rtol=0, atol=1e-15)
@@ -88,7 +88,7 @@ def test_local_and_inverse_losses_match_finite_differences(rng):
                                  params[key].copy())
         assert rel_error(grads[key], num) < 1e-7, key
     noise = 0.2 * rng.standard_normal(hs[:-1].shape)
-    fb = {"V": state["feedback"]["V"].copy(), "c": 0.1 * rng.standard_normal(5)}
+    fb = {"V": state["feedback"]["0.V"].copy(), "c": 0.1 * rng.standard_normal(5)}
     _, grads = tptt_feedback_loss(rnn, x, hs, noise, rnn.params["W_x"], None, None, fb)
     for key in fb:
         num = numerical_gradient(lambda v, key=key: tptt_feedback_loss(

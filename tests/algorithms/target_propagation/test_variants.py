@@ -156,8 +156,8 @@ def test_drl_and_ddtp_learn_gauss_newton_targets_where_dtp_does_not():
     rng = np.random.default_rng(11)
     dtp = DifferenceTargetPropagation(**kw)
     model, state = _linear_chain(rng, dtp, 0)
-    for i, p in state["feedback"].items():                    # the DTP loss's fixed point
-        p["W"][...] = np.linalg.pinv(model.layers[2 * (i - 1)].params["W"])
+    for k in (2, 4):                                          # the DTP loss's fixed point
+        state["feedback"][f"{k}.V"][...] = np.linalg.pinv(model.layers[k].params["W"])
     shift, gn, J, e = _layer1_shift_and_gn(dtp, model, state, rng)
     np.testing.assert_allclose(shift @ J.T, -0.05 * e, rtol=1e-10, atol=1e-12)
     assert _cos(shift, gn) < 0.99                             # measured 0.96
@@ -220,10 +220,10 @@ def test_variant_arguments_and_structure(rng):
     with pytest.raises(ValueError, match="feedback_scale"):
         FixedWeightDTP(feedback_scale=0.0)
     state = DirectDTP().init_state(model, rng)
-    assert {i: p["W"].shape for i, p in state["feedback"].items()} == {1: (5, 3), 2: (4, 3)}
+    assert {k: v.shape for k, v in state["feedback"].items()} == {"0.Q": (5, 3), "2.Q": (4, 3)}
     state = FixedWeightDTP(feedback_scale=0.1).init_state(model, rng)
-    assert set(state["feedback"][2]) == {"W"}
-    np.testing.assert_allclose(np.linalg.svd(state["feedback"][2]["W"])[1], 0.1)
+    assert set(state["feedback"]) == {"2.V"}                              # no feedback bias
+    np.testing.assert_allclose(np.linalg.svd(state["feedback"]["2.V"])[1], 0.1)
     assert LocalDifferenceReconstructionLoss().first_target == "output_grad"
 
 
