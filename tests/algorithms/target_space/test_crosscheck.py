@@ -400,3 +400,28 @@ def test_no_warnings_in_a_traced_step(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         algo.trace(model, state, x, y, rng)
+
+
+@pytest.mark.parametrize("n_bar", [12, 4])                # normal and kernel form at lam = 0
+def test_cholesky_solver_gradient_at_lam_zero(rng, n_bar):
+    """zero_lam_solver='cholesky' at lam = 0: dL/dT through the unregularised normal or
+    kernel form (TS-7, TS-7a with lam = 0) matches centred differences."""
+    from refnets.algorithms.target_space.checks import pipeline_gradient_error
+    model = mlp([3, 4, 2], "tanh", rng)
+    xs = rng.standard_normal((n_bar, 3))
+    x, y = rng.standard_normal((6, 3)), rng.integers(0, 2, 6)
+    algo = TargetSpace(xs, pseudoinverse_l2_regularisation=0.0, zero_lam_solver="cholesky",
+                       projection=None, diagnostics=False)
+    assert pipeline_gradient_error(model, algo, x, y, rng) < 1e-7
+
+
+@pytest.mark.parametrize("follow", sorted(FOLLOW))
+@pytest.mark.parametrize("case", ["conv", "rnn-hybrid"])
+def test_presets_run_on_conv_and_rnn(rng, follow, case):
+    model, algo, x, y = CASES[case](rng)
+    algo = TargetSpace(algo.x_source, realisation_batch_size=algo.realisation_batch_size,
+                       pseudoinverse_l2_regularisation=0.1, loss=algo.loss, follow=follow,
+                       diagnostics=False)
+    state = algo.init_state(model, rng)
+    res = algo.step(model, state, x, y, rng)
+    assert np.isfinite(res.loss) and set(res.grads) == set(state["targets"])
