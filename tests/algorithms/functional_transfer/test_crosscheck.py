@@ -243,3 +243,31 @@ def test_predict_and_train_ftnn_validation(rng):
 def test_layer_types_in_a_model_are_functional_or_dense(rng):
     net, _, _ = _case(rng, "F03", output="dense")
     assert isinstance(net[0], FunctionalDense) and isinstance(net[2], Dense)
+
+
+def test_authors_layout_gives_the_same_layer(rng):
+    """The authors' arrays, W (k, n_in, n_out) and signs (n_in, n_out) with row-vector
+    products, given as theta = W.transpose(0, 2, 1) and signs = U.T (README section 6),
+    give their forward pass, their summed parameter gradients (transposed) and their
+    input gradient, re-derived here from the formulas in their layout."""
+    n_in, n_out, N = 4, 3, 5
+    x, delta = rng.standard_normal((N, n_in)), rng.standard_normal((N, n_out))
+    # F03: a = x^2 W0 + x W1 + b
+    W, b = rng.uniform(-0.1, 0.1, (2, n_in, n_out)), rng.standard_normal(n_out)
+    layer = FunctionalDense(n_in, n_out, "F03", None, theta=W.transpose(0, 2, 1))
+    layer.params["b"][...] = b
+    a, cache = layer.forward(x)
+    np.testing.assert_allclose(a, (x * x) @ W[0] + x @ W[1] + b, rtol=1e-13)
+    dx, g = layer.backward(delta, cache)
+    np.testing.assert_allclose(g["theta"][0], ((x * x).T @ delta).T, rtol=1e-13)
+    np.testing.assert_allclose(g["theta"][1], (x.T @ delta).T, rtol=1e-13)
+    np.testing.assert_allclose(dx, 2 * x * (delta @ W[0].T) + delta @ W[1].T, rtol=1e-13)
+    # F07: a = x (relu(W) * U) + b, one parameter stored as (n_in, n_out); signs U
+    W7 = rng.uniform(-0.1, 0.2, (n_in, n_out))
+    U = np.where(rng.uniform(-0.1, 0.1, (n_in, n_out)) >= 0, 1.0, -1.0)
+    layer = FunctionalDense(n_in, n_out, "F07", None, theta=W7.T[None], signs=U.T)
+    a, cache = layer.forward(x)
+    np.testing.assert_allclose(a, x @ (np.maximum(W7, 0) * U), rtol=1e-13)
+    dx, g = layer.backward(delta, cache)
+    np.testing.assert_allclose(g["theta"][0], ((x.T @ delta) * U).T, rtol=1e-13)   # no gate
+    np.testing.assert_allclose(dx, delta @ (np.maximum(W7, 0) * U).T, rtol=1e-13)

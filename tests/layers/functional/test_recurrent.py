@@ -249,3 +249,28 @@ def test_functional_rnn_params_are_the_ftm_arrays(rng):
         layer.forward(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="FunctionalRNN: n_hidden must be >= 1, got 0"):
         FunctionalRNN(3, 0, "F03", rng)
+
+
+def test_memory_matches_the_authors_layout_step_by_step(rng):
+    """The authors' memory block, re-derived in their layout (W (3, n_in, n_out), batch 1,
+    one step per call, state X (n_out, n_in) carried between calls): given theta =
+    W.transpose(0, 2, 1) and m0 = the carried state, each one-step call gives their a,
+    their (truncated) parameter gradients transposed and their input gradient (FTM-8, FTM-9)."""
+    n_in, n_out = 3, 2
+    W = rng.uniform(-0.5, 0.5, (3, n_in, n_out))
+    layer = MemoryFunctional(n_in, n_out, None, theta=W.transpose(0, 2, 1))
+    X = np.zeros((n_out, n_in))                                  # their state, reset
+    m = None
+    for _ in range(3):
+        x, delta = rng.standard_normal(n_in), rng.standard_normal((1, n_out))
+        C = X
+        X = np.tanh(x * W[0].T + C * W[1].T + W[2].T)
+        DX = 1 - X * X
+        a, cache = layer.forward(x[None, None], m0=m)
+        np.testing.assert_allclose(a[0], X.sum(axis=1)[None], rtol=1e-13)
+        dx, g = layer.backward(delta[None], cache)
+        np.testing.assert_allclose(g["theta"][0], ((x[:, None] @ delta) * DX.T).T, rtol=1e-13)
+        np.testing.assert_allclose(g["theta"][1], (delta[0] * C.T * DX.T).T, rtol=1e-13)
+        np.testing.assert_allclose(g["theta"][2], (delta[0] * DX.T).T, rtol=1e-13)
+        np.testing.assert_allclose(dx[0], delta @ (W[0].T * DX), rtol=1e-13)
+        m = cache["m_last"]
