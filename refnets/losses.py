@@ -5,13 +5,21 @@ Reduction: every loss is a **mean over the batch** and a **sum over features**.
 batch entry (so (T, N, C) per-time-step logits average over all T*N steps);
 ``mse`` averages over the first axis only and sums over all the others (pass
 ``reduction='elements'`` for PyTorch's element-wise mean).
+
+Bad input and divergence are told apart: NaN/inf in the *targets* is bad data
+(``ValueError`` naming ``y``/``target``); NaN/inf in the *logits* means the
+network diverged (:class:`refnets.validation.DivergenceError`, a
+``FloatingPointError``); an empty batch is a ``ValueError`` naming the argument
+(never a division by zero). ``mse`` returns the NaN/inf loss of a non-finite
+``pred`` instead of raising: the methods that use it for layer-local losses
+check it themselves and name the layer and step.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .layers.base import check_array
+from .validation import DivergenceError, check_choice, check_input, trusted
 
 __all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "masked_softmax_cross_entropy",
            "mse", "one_hot", "accuracy"]
@@ -53,11 +61,25 @@ def _targets_as_probs(logits, y, where):
             raise ValueError(f"{where}: integer labels y must have shape {logits.shape[:-1]} "
                              f"(logits without the class axis), got {y.shape}")
         return one_hot(y, n_classes)
-    y = check_array(y, "y", where=where)
+    y = check_input(y, "y", where=where, allow_empty=True)
     if y.shape != logits.shape:
         raise ValueError(f"{where}: one-hot/probability targets y must have the logits' shape "
                          f"{logits.shape}, got {y.shape}")
     return y
+
+
+def _check_prediction(pred, name, where, finite=True):
+    """A network output as float64, non-empty; NaN/inf (if ``finite``) means divergence."""
+    with trusted():     # the finiteness test below reports divergence, not bad data
+        pred = check_input(pred, name, where=where)
+    if pred.ndim and pred.shape[-1] == 0:
+        raise ValueError(f"{where}: {name} must have at least one class/feature, "
+                         f"got shape {pred.shape}")
+    if finite and not np.isfinite(pred).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(pred))[0])
+        raise DivergenceError(f"{where}: {name} has the value {pred[bad]} at index {bad} (the "
+                              f"network diverged; try a smaller learning rate)", quantity=name)
+    return pred
 
 
 def softmax_cross_entropy(logits, y):
@@ -81,14 +103,15 @@ def softmax_cross_entropy(logits, y):
     log softmax is computed as (z - max z) - log sum exp(z - max z), so large
     logits neither overflow nor lose precision.
     """
-    logits = check_array(logits, "logits", where="softmax_cross_entropy")
+    where = "softmax_cross_entropy"
+    logits = _check_prediction(logits, "logits", where)
     if logits.ndim < 2:
-        raise ValueError(f"softmax_cross_entropy: logits must have shape (N, C), got {logits.shape}")
-    if not np.all(np.isfinite(logits)):
-        raise ValueError("softmax_cross_entropy: logits contain NaN or inf "
-                         "(the network diverged; try a smaller learning rate)")
-    t = _targets_as_probs(logits, y, "softmax_cross_entropy")
+        raise ValueError(f"{where}: logits must have shape (N, C), got {logits.shape}")
+    t = _targets_as_probs(logits, y, where)
     n = int(np.prod(logits.shape[:-1]))
+    if n == 0:
+        raise ValueError(f"{where}: logits is an empty batch (shape {logits.shape}); expected at "
+                         f"least one position")
     logp = log_softmax(logits)
     loss = -float(np.sum(t * logp)) / n
     dlogits = (np.exp(logp) * t.sum(axis=-1, keepdims=True) - t) / n
@@ -114,7 +137,7 @@ def masked_softmax_cross_entropy(logits, y):
         (softmax(z) - onehot(y)) / M at labelled positions, 0 elsewhere.
     """
     where = "masked_softmax_cross_entropy"
-    logits = check_array(logits, "logits", where=where)
+    logits = _check_prediction(logits, "logits", where)
     y = np.asarray(y)
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{where}: y must hold integer labels (negative = no label), "
@@ -122,9 +145,6 @@ def masked_softmax_cross_entropy(logits, y):
     if logits.ndim < 2 or y.shape != logits.shape[:-1]:
         raise ValueError(f"{where}: y must have shape {logits.shape[:-1]} (logits without the "
                          f"class axis), got {y.shape}")
-    if not np.all(np.isfinite(logits)):
-        raise ValueError(f"{where}: logits contain NaN or inf (the network diverged; try a "
-                         f"smaller learning rate)")
     labelled = (y >= 0)[..., None]                              # (..., 1)
     m = int(labelled.sum())
     t = one_hot(np.where(y >= 0, y, 0), logits.shape[-1]) * labelled
@@ -151,12 +171,13 @@ def mse(pred, target, reduction="batch"):
     loss : float
     dpred : ndarray like ``pred``
     """
-    pred = check_array(pred, "pred", where="mse")
-    target = check_array(target, "target", where="mse")
+    pred = _check_prediction(pred, "pred", "mse", finite=False)
+    target = check_input(target, "target", where="mse", allow_empty=True)
     if pred.shape != target.shape:
         raise ValueError(f"mse: target must have pred's shape {pred.shape}, got {target.shape}")
     if pred.ndim == 0:
         raise ValueError("mse: pred must have a batch dimension, got a scalar")
+    check_choice(reduction, "reduction", ("batch", "elements"), "mse")
     if reduction == "batch":
         denom = pred.shape[0]
     elif reduction == "elements":

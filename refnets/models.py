@@ -16,6 +16,7 @@ from .layers.conv import Conv2D
 from .layers.dense import Dense
 from .layers.pooling import AvgPool2D, Flatten, MaxPool2D
 from .layers.recurrent import LastStep, RNN
+from .validation import check_input, trusted
 
 __all__ = ["Sequential", "param_key", "split_key", "mlp", "convnet", "rnn_classifier"]
 
@@ -76,10 +77,16 @@ class Sequential:
         if params is not None and len(params) != len(self.layers):
             raise ValueError(f"Sequential.forward: params must have one entry per layer "
                              f"({len(self.layers)}), got {len(params)}")
-        caches = []
-        for k, layer in enumerate(self.layers):
-            x, cache = layer.forward(x, None if params is None else params[k])
-            caches.append(cache)
+        params = [None] * len(self.layers) if params is None else params
+        # The user's x is converted to float64 and checked by the first layer; the
+        # hidden activations are not scanned for NaN/inf again (a NaN there means
+        # the run diverged, and the loss reports it).
+        x, cache = self.layers[0].forward(x, params[0])
+        caches = [cache]
+        with trusted():
+            for k in range(1, len(self.layers)):
+                x, cache = self.layers[k].forward(x, params[k])
+                caches.append(cache)
         return x, caches
 
     def backward(self, dy, caches, input_grad=True):
@@ -111,12 +118,14 @@ class Sequential:
         if not input_grad:  # the first layer with parameters
             first = next((k for k, layer in enumerate(self.layers) if layer.params),
                          len(self.layers))
-        for k in range(len(self.layers) - 1, first - 1, -1):
-            layer = self.layers[k]
-            if k == first and not input_grad and hasattr(layer, "backward_params"):
-                grads[k], dy = layer.backward_params(dy, caches[k]), None
-            else:
-                dy, grads[k] = layer.backward(dy, caches[k])
+        dy = check_input(dy, "dy", "Sequential.backward", allow_empty=True)
+        with trusted():        # dy checked once here, not again between layers
+            for k in range(len(self.layers) - 1, first - 1, -1):
+                layer = self.layers[k]
+                if k == first and not input_grad and hasattr(layer, "backward_params"):
+                    grads[k], dy = layer.backward_params(dy, caches[k]), None
+                else:
+                    dy, grads[k] = layer.backward(dy, caches[k])
         return (dy if input_grad else None), grads
 
     def predict(self, x):

@@ -6,27 +6,59 @@ target dict, is updated where it lives). ``grads`` must have exactly the keys
 of ``params``; per-key state (velocity, moments) is created on first use.
 Formulas follow PyTorch's ``torch.optim`` (without weight decay unless given),
 so a cross-check needs no conversion.
+
+Every hyperparameter is checked when the optimiser is built (a real number,
+finite, in range; see :mod:`refnets.validation`). ``hyperparameters()`` and
+``state_dict()`` / ``load_state_dict()`` expose everything an optimiser holds,
+so :func:`refnets.checkpoint.save_checkpoint` can store it and a resumed run
+continues bit for bit.
 """
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
-__all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "LeeRMSprop", "get_optimizer"]
+from .validation import check_bool, check_choice, check_number
+
+__all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "LeeRMSprop", "get_optimizer",
+           "optimizer_class"]
 
 
 class Optimizer:
     """Base class: checks keys/shapes, keeps per-key state in ``self.state``."""
 
+    #: constructor arguments besides lr and weight_decay (for hyperparameters())
+    _hyper = ()
+
     def __init__(self, lr, weight_decay=0.0):
-        if not (np.isfinite(lr) and lr > 0):
-            raise ValueError(f"{type(self).__name__}: lr must be a positive finite number, got {lr!r}")
-        if not (np.isfinite(weight_decay) and weight_decay >= 0):
-            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {weight_decay!r}")
-        self.lr = float(lr)
-        self.weight_decay = float(weight_decay)
+        where = type(self).__name__
+        self.lr = check_number(lr, "lr", where, low=0, low_open=True)
+        self.weight_decay = check_number(weight_decay, "weight_decay", where, low=0)
         self.state = {}
         self.t = 0
+
+    def hyperparameters(self):
+        """The constructor arguments, ``type(self)(**opt.hyperparameters())`` rebuilds it."""
+        return {"lr": self.lr, "weight_decay": self.weight_decay,
+                **{name: getattr(self, name) for name in self._hyper}}
+
+    def state_dict(self):
+        """Copy of everything the optimiser accumulated: ``{"t": int, "state": {key: ...}}``."""
+        return {"t": self.t, "state": copy.deepcopy(self.state)}
+
+    def load_state_dict(self, state):
+        """Restore what :meth:`state_dict` returned (copied; nothing is shared)."""
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, dict) or set(state) != {"t", "state"}:
+            raise ValueError(f"{where}: state must be a dict with keys 't' and 'state' "
+                             f"(from state_dict()), got {state!r:.80}")
+        self.t = int(check_number(state["t"], "state['t']", where, low=0, integer=True))
+        if not isinstance(state["state"], dict):
+            raise ValueError(f"{where}: state['state'] must be a dict, got "
+                             f"{type(state['state']).__name__}")
+        self.state = copy.deepcopy(state["state"])
 
     def update(self, params, grads):
         """Apply one step in place: params[k] <- params[k] - step(grads[k])."""
@@ -69,11 +101,13 @@ class Momentum(Optimizer):
     v <- mu v + g;   step = lr * (g + mu v)   (Nesterov)
     """
 
+    _hyper = ("momentum", "nesterov")
+
     def __init__(self, lr, momentum=0.9, nesterov=False, weight_decay=0.0):
         super().__init__(lr, weight_decay)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"Momentum: momentum must be in [0, 1), got {momentum!r}")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.momentum = check_number(momentum, "momentum", "Momentum", low=0, high=1,
+                                     high_open=True)
+        self.nesterov = check_bool(nesterov, "nesterov", "Momentum")
 
     def _step(self, key, g):
         v = self.state.get(key)
@@ -88,13 +122,13 @@ class RMSprop(Optimizer):
     ``centered=True`` subtracts the squared running mean of g from s.
     """
 
+    _hyper = ("alpha", "eps", "centered")
+
     def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, centered=False, weight_decay=0.0):
         super().__init__(lr, weight_decay)
-        if not 0 <= alpha < 1:
-            raise ValueError(f"RMSprop: alpha must be in [0, 1), got {alpha!r}")
-        if not eps > 0:
-            raise ValueError(f"RMSprop: eps must be > 0, got {eps!r}")
-        self.alpha, self.eps, self.centered = float(alpha), float(eps), bool(centered)
+        self.alpha = check_number(alpha, "alpha", "RMSprop", low=0, high=1, high_open=True)
+        self.eps = check_number(eps, "eps", "RMSprop", low=0, low_open=True)
+        self.centered = check_bool(centered, "centered", "RMSprop")
 
     def _step(self, key, g):
         st = self.state.setdefault(key, {"s": np.zeros_like(g), "m": np.zeros_like(g)})
@@ -113,14 +147,13 @@ class Adam(Optimizer):
     step = lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
     """
 
+    _hyper = ("beta1", "beta2", "eps")
+
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(lr, weight_decay)
-        for name, b in (("beta1", beta1), ("beta2", beta2)):
-            if not 0 <= b < 1:
-                raise ValueError(f"Adam: {name} must be in [0, 1), got {b!r}")
-        if not eps > 0:
-            raise ValueError(f"Adam: eps must be > 0, got {eps!r}")
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.beta1 = check_number(beta1, "beta1", "Adam", low=0, high=1, high_open=True)
+        self.beta2 = check_number(beta2, "beta2", "Adam", low=0, high=1, high_open=True)
+        self.eps = check_number(eps, "eps", "Adam", low=0, low_open=True)
 
     def _step(self, key, g):
         st = self.state.setdefault(key, {"m": np.zeros_like(g), "v": np.zeros_like(g), "t": 0})
@@ -157,15 +190,15 @@ class LeeRMSprop(Optimizer):
     stabilizer : float > 0, default 1e-3
     """
 
+    _hyper = ("momentum", "averaging_coeff", "stabilizer")
+
     def __init__(self, lr, momentum=0.9, averaging_coeff=0.95, stabilizer=1e-3, weight_decay=0.0):
         super().__init__(lr, weight_decay)
-        for name, value in (("momentum", momentum), ("averaging_coeff", averaging_coeff)):
-            if not 0 <= value < 1:
-                raise ValueError(f"LeeRMSprop: {name} must be in [0, 1), got {value!r}")
-        if not stabilizer > 0:
-            raise ValueError(f"LeeRMSprop: stabilizer must be > 0, got {stabilizer!r}")
-        self.momentum, self.averaging_coeff = float(momentum), float(averaging_coeff)
-        self.stabilizer = float(stabilizer)
+        where = "LeeRMSprop"
+        self.momentum = check_number(momentum, "momentum", where, low=0, high=1, high_open=True)
+        self.averaging_coeff = check_number(averaging_coeff, "averaging_coeff", where, low=0,
+                                            high=1, high_open=True)
+        self.stabilizer = check_number(stabilizer, "stabilizer", where, low=0, low_open=True)
 
     def _step(self, key, g):
         st = self.state.setdefault(key, {"m": np.zeros_like(g), "v": np.zeros_like(g),
@@ -184,8 +217,12 @@ _OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Ada
 
 def get_optimizer(name, **kwargs):
     """Build an optimiser from its name ('sgd', 'momentum', 'rmsprop', 'adam', 'lee_rmsprop')."""
-    try:
-        cls = _OPTIMIZERS[name]
-    except KeyError:
-        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {name!r}") from None
-    return cls(**kwargs)
+    check_choice(name, "optimizer", sorted(_OPTIMIZERS), "get_optimizer")
+    return _OPTIMIZERS[name](**kwargs)
+
+
+def optimizer_class(name):
+    """The optimiser class called ``name`` (its class name, e.g. ``"Adam"``)."""
+    classes = {cls.__name__: cls for cls in _OPTIMIZERS.values()}
+    check_choice(name, "name", sorted(classes), "optimizer_class")
+    return classes[name]

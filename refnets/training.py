@@ -12,6 +12,23 @@
 One generator ``rng`` drives the shuffling and every random draw of the
 algorithm, in a fixed order, so the same seed gives a bit-identical History
 (wall times aside).
+
+Bad data and divergence are told apart: ``train`` checks the whole data set
+once (float64, finite, non-empty: a ``ValueError`` naming ``data`` or
+``eval_data`` and the first bad index), then runs the steps inside
+:func:`refnets.validation.trusted`, so a NaN/inf that appears later was made
+by the run. Any :class:`~refnets.validation.DivergenceError` (or other
+``FloatingPointError``) from a step, a non-finite loss, or non-finite
+variables after an epoch stop the run with one ``DivergenceError`` naming the
+method, the epoch, the step and the quantity, followed by the step's own
+message (which keeps method-specific hints such as the learning rate to lower).
+
+Resuming: ``train(..., checkpoint=path)`` saves the run after every epoch
+(model, algorithm state, optimiser, rng, counters); a fresh process that
+builds the same model, algorithm and optimiser, calls
+``load_checkpoint(path, model, optimizer=opt, rng=rng)`` and
+``train(..., state=state, start_epoch=read_checkpoint(path).epoch + 1)``
+continues exactly as the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -22,10 +39,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .datasets import minibatches
+from .validation import (DivergenceError, check_bool, check_input, check_int, check_number,
+                         check_rng, trusted)
 
-__all__ = ["History", "train", "evaluate", "masked_accuracy", "save_checkpoint", "load_checkpoint"]
+__all__ = ["History", "train", "evaluate", "masked_accuracy", "save_checkpoint", "load_checkpoint",
+           "read_checkpoint"]
 
 
 @dataclass
@@ -126,13 +146,36 @@ def evaluate(model, algorithm, state, x, y, batch_size=1000, batch_axis=0):
     return correct / total if total else float("nan")
 
 
-def _check_pair(data, name):
+def _check_pair(data, name, batch_axis):
+    """(x, y) as float64 x and integer (or float64) labels, both finite and non-empty."""
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         got = f"a sequence of length {len(data)}" if isinstance(data, (tuple, list)) else type(data).__name__
         raise ValueError(f"train: {name} must be a pair (x, y), got {got}"
                          + (" (for a Dataset pass (d.x_train, d.y_train) and "
                             "eval_data=(d.x_test, d.y_test))" if isinstance(data, tuple) else ""))
-    return np.asarray(data[0]), np.asarray(data[1])
+    x = np.asarray(data[0])
+    if x.ndim <= batch_axis or x.shape[batch_axis] == 0:
+        raise ValueError(f"train: {name} must hold at least one sample along batch_axis="
+                         f"{batch_axis}, got x of shape {x.shape}")
+    x = check_input(x, f"{name}[0] (x)", "train", batch_axis=batch_axis)
+    y = np.asarray(data[1])
+    if not np.issubdtype(y.dtype, np.integer):
+        y = check_input(y, f"{name}[1] (y)", "train", allow_empty=True)
+    return x, y
+
+
+def _method_name(algorithm):
+    name = getattr(algorithm, "name", None)
+    cls = type(algorithm).__name__
+    return f"{cls} ({name})" if isinstance(name, str) and name != cls else cls
+
+
+def _diverged(algorithm, optimizer, epoch, step, steps, quantity, detail):
+    lr = getattr(optimizer, "lr", None)
+    hint = f"; optimizer lr = {lr}" if lr is not None else ""
+    return DivergenceError(
+        f"train: {_method_name(algorithm)} diverged at epoch {epoch}, step {step}/{steps}: "
+        f"{quantity} became non-finite{hint}. {detail}", quantity=quantity)
 
 
 def _info_add(sums, counts, info, where):
@@ -156,7 +199,8 @@ def _info_add(sums, counts, info, where):
 
 
 def train(model, algorithm, optimizer, data, epochs, batch_size, rng, eval_data=None,
-          progress=True, *, state=None, batch_axis=0, label=None, progress_every=10.0):
+          progress=True, *, state=None, batch_axis=0, label=None, progress_every=10.0,
+          start_epoch=1, checkpoint=None):
     """Train ``model`` with ``algorithm`` and ``optimizer``; return a :class:`History`.
 
     Parameters
@@ -166,8 +210,10 @@ def train(model, algorithm, optimizer, data, epochs, batch_size, rng, eval_data=
     optimizer : refnets.optim.Optimizer
         Updates ``algorithm.variables(model, state)`` in place with ``StepResult.grads``.
     data : (x, y)
-        Training inputs and labels; samples along ``batch_axis``.
+        Training inputs and labels; samples along ``batch_axis``. ``x`` is
+        converted to float64 and must be finite (checked once, here).
     epochs : int >= 1
+        The last epoch to run (the run's total, also when resuming).
     batch_size : int >= 1
     rng : numpy.random.Generator
         Shuffles every epoch and is passed to ``init_state`` and every ``step``.
@@ -186,6 +232,12 @@ def train(model, algorithm, optimizer, data, epochs, batch_size, rng, eval_data=
         Prefix of the progress lines (e.g. the method name).
     progress_every : float
         Seconds between progress lines within an epoch.
+    start_epoch : int >= 1
+        Number of the first epoch to run (``read_checkpoint(path).epoch + 1``
+        when resuming); the History holds epochs ``start_epoch..epochs``.
+    checkpoint : str or os.PathLike, optional
+        Save the run there after every epoch (:func:`save_checkpoint` with the
+        optimiser, the rng and the counters).
 
     Returns
     -------
@@ -193,19 +245,23 @@ def train(model, algorithm, optimizer, data, epochs, batch_size, rng, eval_data=
 
     Raises
     ------
-    FloatingPointError
-        A NaN/inf loss: names the epoch and step and suggests a smaller learning rate.
+    ValueError
+        Bad arguments or data (NaN/inf in ``data`` names the first bad index).
+    DivergenceError
+        The run diverged (a ``FloatingPointError``): names the method, epoch,
+        step and the quantity that went non-finite.
     """
     where = "train"
-    x, y = _check_pair(data, "data")
+    batch_axis = check_int(batch_axis, "batch_axis", where, low=0)
+    x, y = _check_pair(data, "data", batch_axis)
     if eval_data is not None:
-        x_eval, y_eval = _check_pair(eval_data, "eval_data")
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"{where}: epochs must be an int >= 1, got {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"{where}: batch_size must be an int >= 1, got {batch_size!r}")
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"{where}: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        x_eval, y_eval = _check_pair(eval_data, "eval_data", batch_axis)
+    epochs = check_int(epochs, "epochs", where, low=1)
+    batch_size = check_int(batch_size, "batch_size", where, low=1)
+    start_epoch = check_int(start_epoch, "start_epoch", where, low=1, high=epochs)
+    check_rng(rng, "rng", where)
+    progress = check_bool(progress, "progress", where)
+    progress_every = check_number(progress_every, "progress_every", where, low=0)
     for name in ("step", "variables", "predict", "init_state"):
         if not callable(getattr(algorithm, name, None)):
             raise ValueError(f"{where}: algorithm must have a {name}() method "
@@ -214,10 +270,7 @@ def train(model, algorithm, optimizer, data, epochs, batch_size, rng, eval_data=
         raise ValueError(f"{where}: optimizer must have an update(params, grads) method, "
                          f"got {type(optimizer).__name__}")
 
-    n = x.shape[batch_axis] if x.ndim > batch_axis else 0
-    if n < 1:
-        raise ValueError(f"{where}: data must hold at least one sample along batch_axis="
-                         f"{batch_axis}, got x of shape {x.shape}")
+    n = x.shape[batch_axis]
     steps = -(-n // batch_size)
     prefix = f"[{label}] " if label else ""
     log = (lambda msg: print(prefix + msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
@@ -227,43 +280,59 @@ def train(model, algorithm, optimizer, data, epochs, batch_size, rng, eval_data=
     history = History(steps_per_epoch=steps, state=state)
     every = max(1, epochs // 10)          # at most ~12 epoch lines for long runs of short epochs
     last_line = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    for epoch in range(start_epoch, epochs + 1):
         sums, counts, losses = {}, {}, []
         t0 = last = time.perf_counter()
-        for step, (xb, yb) in enumerate(minibatches(x, y, batch_size, rng, batch_axis=batch_axis), 1):
-            res = algorithm.step(model, state, xb, yb, rng)
-            loss = float(res.loss)
-            if not np.isfinite(loss):
-                raise FloatingPointError(
-                    f"{where}: loss is {loss} at epoch {epoch}, step {step}/{steps} "
-                    f"({type(algorithm).__name__}); the run diverged - try a smaller learning rate "
-                    f"(optimizer lr = {getattr(optimizer, 'lr', '?')})")
-            optimizer.update(algorithm.variables(model, state), res.grads)
-            losses.append(loss)
-            _info_add(sums, counts, res.info or {}, f"{where}: epoch {epoch}, step {step}")
-            now = time.perf_counter()
-            if progress and now - last >= progress_every and step < steps:
-                log(f"epoch {epoch}/{epochs}  step {step}/{steps}  loss {np.mean(losses):.4f}  "
-                    f"({now - t0:.1f} s)")
-                last = now
+        # The data were checked above; inside trusted() a NaN/inf is the run's own.
+        with trusted():
+            for step, (xb, yb) in enumerate(minibatches(x, y, batch_size, rng,
+                                                        batch_axis=batch_axis), 1):
+                try:
+                    res = algorithm.step(model, state, xb, yb, rng)
+                except FloatingPointError as exc:   # DivergenceError and numpy's
+                    quantity = getattr(exc, "quantity", "a quantity of the step")
+                    raise _diverged(algorithm, optimizer, epoch, step, steps, quantity,
+                                    str(exc)) from exc
+                loss = float(res.loss)
+                if not np.isfinite(loss):
+                    raise _diverged(algorithm, optimizer, epoch, step, steps, "loss",
+                                    f"The step returned loss {loss}; try a smaller learning rate.")
+                optimizer.update(algorithm.variables(model, state), res.grads)
+                losses.append(loss)
+                _info_add(sums, counts, res.info or {}, f"{where}: epoch {epoch}, step {step}")
+                now = time.perf_counter()
+                if progress and now - last >= progress_every and step < steps:
+                    log(f"epoch {epoch}/{epochs}  step {step}/{steps}  loss {np.mean(losses):.4f}  "
+                        f"({now - t0:.1f} s)")
+                    last = now
         elapsed = time.perf_counter() - t0
+        for key, value in algorithm.variables(model, state).items():
+            if not np.isfinite(value).all():
+                raise _diverged(algorithm, optimizer, epoch, steps, steps, f"variable {key!r}",
+                                "The last update made it NaN or inf; try a smaller learning rate.")
 
         history.train_loss.append(float(np.mean(losses)))
         history.step_loss.extend(losses)
         history.epoch_time.append(elapsed)
         for key in sums:
             history.info.setdefault(key, []).append(sums[key] / counts[key])
-        history.train_acc.append(evaluate(model, algorithm, state, x, y, batch_axis=batch_axis))
+        with trusted():                     # both data sets were checked above
+            history.train_acc.append(evaluate(model, algorithm, state, x, y,
+                                              batch_axis=batch_axis))
+            if eval_data is not None:
+                history.test_acc.append(evaluate(model, algorithm, state, x_eval, y_eval,
+                                                 batch_axis=batch_axis))
         line = (f"epoch {epoch}/{epochs}  loss {history.train_loss[-1]:.4f}  "
                 f"train acc {history.train_acc[-1]:.3f}")
         if eval_data is not None:
-            history.test_acc.append(evaluate(model, algorithm, state, x_eval, y_eval,
-                                             batch_axis=batch_axis))
             line += f"  test acc {history.test_acc[-1]:.3f}"
         if "cosine_to_backprop" in sums:
             line += f"  cos(bp) {float(np.mean(history.info['cosine_to_backprop'][-1])):.3f}"
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, state, optimizer=optimizer, rng=rng,
+                            epoch=epoch, step=epoch * steps)
         now = time.perf_counter()
-        if epoch in (1, epochs) or epoch % every == 0 or now - last_line >= progress_every:
+        if epoch in (start_epoch, epochs) or epoch % every == 0 or now - last_line >= progress_every:
             log(line + f"  ({elapsed:.1f} s)")
             last_line = now
     return history

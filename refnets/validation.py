@@ -8,15 +8,49 @@ means the run diverged (:class:`DivergenceError`), not that the input was bad.
 
 Every error is a ``ValueError`` naming the function, the argument, what was
 expected and what was received.
+
+Which calls are "internal"? A user may call any layer's ``forward`` directly,
+so the layers always call :func:`check_input`. Code that hands refnets' own
+arrays from one layer to the next (``Sequential`` after its first layer,
+``train`` after it has checked the whole data set once) runs inside
+``with trusted():``; there :func:`check_input` still converts to float64 and
+checks shapes, but skips the scan for NaN/inf, which would cost time on every
+hidden activation and would call a diverging run "bad data". A non-finite
+value that gets through then reaches the loss, which raises
+:class:`DivergenceError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import numbers
 
 import numpy as np
 
-__all__ = ["DivergenceError", "check_input", "check_number", "check_choice", "check_bool"]
+__all__ = ["DivergenceError", "NonFiniteInputError", "check_input", "check_number",
+           "check_choice", "check_bool", "check_int", "check_rng", "trusted", "is_trusted"]
+
+_TRUSTED = contextvars.ContextVar("refnets_trusted_arrays", default=False)
+
+
+@contextlib.contextmanager
+def trusted():
+    """Inside this block, arrays come from refnets itself or were checked already.
+
+    :func:`check_input` then skips its NaN/inf scan (it still converts to
+    float64 and checks empty batches). See the module docstring.
+    """
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def is_trusted():
+    """True inside :func:`trusted`."""
+    return _TRUSTED.get()
 
 
 class DivergenceError(FloatingPointError):
@@ -31,6 +65,22 @@ class DivergenceError(FloatingPointError):
     def __init__(self, message, quantity="loss"):
         super().__init__(message)
         self.quantity = quantity
+
+
+class NonFiniteInputError(ValueError):
+    """A user's array holds NaN or inf (bad data, not divergence).
+
+    Attributes
+    ----------
+    where, name : str
+        The function and the argument.
+    index : tuple of int
+        The first non-finite entry (row-major).
+    """
+
+    def __init__(self, message, where="", name="", index=()):
+        super().__init__(message)
+        self.where, self.name, self.index = where, name, index
 
 
 def _prefix(where):
@@ -58,6 +108,13 @@ def check_input(x, name, where="", ndim=None, batch_axis=0, allow_empty=False):
     Returns
     -------
     ndarray of float64 (``x`` itself when it already is one).
+
+    Raises
+    ------
+    ValueError
+        Not a real numeric array, wrong number of dimensions, or an empty
+        batch; :class:`NonFiniteInputError` (a ValueError) for NaN/inf, naming
+        the first bad index (not inside :func:`trusted`).
     """
     p = _prefix(where)
     try:
@@ -77,10 +134,12 @@ def check_input(x, name, where="", ndim=None, batch_axis=0, allow_empty=False):
     if not allow_empty and a.ndim > batch_axis and a.shape[batch_axis] == 0:
         raise ValueError(f"{p}{name} is an empty batch (shape {a.shape}); "
                          f"expected at least one example along axis {batch_axis}")
-    if not np.isfinite(a).all():
+    if not _TRUSTED.get() and not np.isfinite(a).all():
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-        raise ValueError(f"{p}{name} contains a non-finite value ({a[bad]}) at index {bad}; "
-                         f"clean the data before training")
+        raise NonFiniteInputError(f"{p}{name} contains a non-finite value ({a[bad]}) at index "
+                                  f"{bad}; expected finite values (if this is your data, clean it; if "
+                                  f"it came from a previous layer, the run diverged)",
+                                  where=where, name=name, index=bad)
     return a
 
 
@@ -107,6 +166,21 @@ def check_number(value, name, where="", low=None, high=None, low_open=False, hig
         rng = " and ".join(s for s in (lo, hi) if s)
         raise ValueError(f"{p}{name} must be {rng}, got {value!r}")
     return v
+
+
+def check_int(value, name, where="", low=None, high=None):
+    """An integer hyperparameter (a Python or NumPy int, never a bool, float or string)."""
+    return check_number(value, name, where, low=low, high=high, integer=True)
+
+
+def check_rng(rng, name="rng", where="", allow_none=False):
+    """A ``numpy.random.Generator`` (``np.random.default_rng(seed)``)."""
+    if rng is None and allow_none:
+        return None
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"{_prefix(where)}{name} must be a numpy.random.Generator "
+                         f"(np.random.default_rng(seed)), got {type(rng).__name__}")
+    return rng
 
 
 def check_choice(value, name, choices, where=""):

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from refnets.gradcheck import numerical_gradient, rel_error
-from refnets.losses import accuracy, log_softmax, mse, one_hot, softmax, softmax_cross_entropy
+from refnets.losses import (accuracy, log_softmax, masked_softmax_cross_entropy, mse, one_hot,
+                            softmax, softmax_cross_entropy)
+from refnets.validation import DivergenceError
 
 TOL = 1e-7
 
@@ -90,18 +92,34 @@ def test_one_hot_and_accuracy():
 
 @pytest.mark.parametrize("logits,y,match", [
     (np.zeros(3), np.array([0]), r"logits must have shape \(N, C\), got \(3,\)"),
-    (np.array([[0.0, np.nan]]), np.array([0]), "logits contain NaN or inf"),
-    (np.array([[0.0, np.inf]]), np.array([0]), "logits contain NaN or inf"),
     (np.zeros((4, 3)), np.array([0, 1, 2]), r"integer labels y must have shape \(4,\).*got \(3,\)"),
     (np.zeros((4, 3)), np.zeros((4, 1), dtype=int), r"labels y must have shape \(4,\)"),
     (np.zeros((2, 3)), np.array([0, 3]), r"labels must lie in \[0, 3\), got range \[0, 3\]"),
     (np.zeros((2, 3)), np.array([-1, 0]), r"labels must lie in \[0, 3\)"),
     (np.zeros((2, 3)), np.zeros((2, 4)), r"targets y must have the logits' shape \(2, 3\), got \(2, 4\)"),
-    (np.zeros((2, 3), dtype=int), np.array([0, 1]), "logits must have a floating dtype"),
+    (np.zeros((2, 3), dtype=bool), np.array([0, 1]), "logits must be a real numeric array"),
+    (np.zeros((0, 3)), np.zeros(0, int), r"softmax_cross_entropy: logits is an empty batch"),
+    (np.zeros((2, 0, 3)), np.zeros((2, 0), int), r"logits is an empty batch"),
+    (np.zeros((2, 3)), np.array([[0.0, 1, 0], [np.nan, 0, 1]]),
+     r"y contains a non-finite value \(nan\) at index \(1, 0\)"),
 ])
 def test_cross_entropy_bad_input(logits, y, match):
     with pytest.raises(ValueError, match=match):
         softmax_cross_entropy(logits, y)
+
+
+@pytest.mark.parametrize("loss", [softmax_cross_entropy, masked_softmax_cross_entropy])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_logits_are_divergence_not_bad_data(loss, bad):
+    logits = np.zeros((2, 3))
+    logits[1, 2] = bad
+    with pytest.raises(DivergenceError, match=rf"{loss.__name__}: logits has the value {bad} at index "
+                                              rf"\(1, 2\) \(the network diverged; try a smaller "
+                                              rf"learning rate\)") as info:
+        loss(logits, np.array([0, 1]))
+    assert isinstance(info.value, FloatingPointError) and not isinstance(info.value, ValueError)
+    assert info.value.quantity == "logits"
+    assert np.isnan(mse(np.array([[np.nan]]), np.zeros((1, 1)))[0])   # callers name the layer
 
 
 # -- mean squared error --------------------------------------------------------------------
@@ -133,8 +151,11 @@ def test_mse_gradcheck(rng, reduction, shape):
     (np.zeros((3, 2)), np.zeros((2, 3)), {}, r"target must have pred's shape"),
     (np.array(1.0), np.array(1.0), {}, "pred must have a batch dimension"),
     (np.zeros((3, 2)), np.zeros((3, 2)), {"reduction": "mean"},
-     "reduction must be 'batch' or 'elements', got 'mean'"),
-    (np.zeros((3, 2), dtype=int), np.zeros((3, 2)), {}, "pred must have a floating dtype"),
+     r"reduction must be one of \['batch', 'elements'\], got 'mean'"),
+    (np.zeros((3, 2), dtype=bool), np.zeros((3, 2)), {}, "pred must be a real numeric array"),
+    (np.zeros((0, 2)), np.zeros((0, 2)), {}, "mse: pred is an empty batch"),
+    (np.zeros((3, 2)), np.array([[0, 1], [2, np.inf], [0, 0]]), {},
+     r"mse: target contains a non-finite value \(inf\) at index \(1, 1\)"),
 ])
 def test_mse_bad_input(pred, target, kwargs, match):
     with pytest.raises(ValueError, match=match):

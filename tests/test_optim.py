@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from refnets.models import mlp
-from refnets.optim import SGD, Adam, Momentum, RMSprop, get_optimizer
+from refnets.optim import SGD, Adam, LeeRMSprop, Momentum, RMSprop, get_optimizer
 
 
 def _run(opt, p0, grads):
@@ -136,14 +136,22 @@ def test_params_must_be_writeable_arrays():
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: SGD(lr=0), "SGD: lr must be a positive finite number, got 0"),
-    (lambda: SGD(lr=np.nan), "lr must be a positive finite number"),
+    (lambda: SGD(lr=0), "SGD: lr must be > 0, got 0"),
+    (lambda: SGD(lr=np.nan), "SGD: lr must be finite, got nan"),
+    (lambda: Adam(lr="1e-3"), r"Adam: lr must be a real number, got '1e-3' \(str\)"),
+    (lambda: Adam(lr=None), r"Adam: lr must be a real number, got None"),
+    (lambda: Momentum(0.1, momentum="0.9"), r"Momentum: momentum must be a real number, got '0.9'"),
+    (lambda: Momentum(0.1, nesterov="yes"), "Momentum: nesterov must be True or False, got 'yes'"),
+    (lambda: RMSprop(0.1, centered=1), "RMSprop: centered must be True or False, got 1"),
+    (lambda: LeeRMSprop(0.1, stabilizer="1e-3"), "LeeRMSprop: stabilizer must be a real number"),
+    (lambda: LeeRMSprop(0.1, averaging_coeff=1), r"LeeRMSprop: averaging_coeff must be >= 0 and < 1"),
+    (lambda: Adam(0.1, weight_decay=True), "Adam: weight_decay must be a real number, got True"),
     (lambda: SGD(lr=0.1, weight_decay=-1), "weight_decay must be >= 0, got -1"),
-    (lambda: Momentum(0.1, momentum=1.0), r"momentum must be in \[0, 1\), got 1.0"),
-    (lambda: RMSprop(0.1, alpha=1.0), r"alpha must be in \[0, 1\)"),
+    (lambda: Momentum(0.1, momentum=1.0), r"momentum must be >= 0 and < 1, got 1.0"),
+    (lambda: RMSprop(0.1, alpha=1.0), r"alpha must be >= 0 and < 1"),
     (lambda: RMSprop(0.1, eps=0.0), "eps must be > 0"),
-    (lambda: Adam(0.1, beta1=1.0), r"beta1 must be in \[0, 1\)"),
-    (lambda: Adam(0.1, beta2=-0.1), r"beta2 must be in \[0, 1\)"),
+    (lambda: Adam(0.1, beta1=1.0), r"beta1 must be >= 0 and < 1"),
+    (lambda: Adam(0.1, beta2=-0.1), r"beta2 must be >= 0 and < 1"),
     (lambda: Adam(0.1, eps=-1.0), "eps must be > 0"),
     (lambda: get_optimizer("adamw", lr=0.1), r"optimizer must be one of \[.*'adam'.*\], got 'adamw'"),
 ])
@@ -181,3 +189,25 @@ def test_matches_torch(rng, name, kwargs, torch_kwargs):
         tp.grad = torch.tensor(g)
         theirs.step()
     np.testing.assert_allclose(params["w"], tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(0.1, weight_decay=0.01), lambda: Momentum(0.1, 0.8, True),
+                                  lambda: RMSprop(0.01, centered=True), lambda: Adam(0.01, 0.8),
+                                  lambda: LeeRMSprop(0.01)])
+def test_state_dict_round_trip_continues_bit_for_bit(make):
+    rng = np.random.default_rng(3)
+    grads = [{"w": rng.standard_normal((2, 3)), "b": rng.standard_normal(3)} for _ in range(4)]
+    a, pa = make(), {"w": np.ones((2, 3)), "b": np.zeros(3)}
+    for g in grads[:2]:
+        a.update(pa, g)
+    b = type(a)(**a.hyperparameters())
+    b.load_state_dict(a.state_dict())
+    pb = {k: v.copy() for k, v in pa.items()}
+    for g in grads[2:]:
+        a.update(pa, g)
+        b.update(pb, g)
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k])
+    with pytest.raises(ValueError, match=r"load_state_dict: state must be a dict with keys 't' "
+                                         r"and 'state'"):
+        b.load_state_dict({"t": 1})

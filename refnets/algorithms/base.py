@@ -30,20 +30,31 @@ Cross-checking another implementation (the same for every algorithm)::
   ``record.put(key, array)`` for each intermediate its package README names.
   There is no second implementation: the trace's grads and after-state are
   ``step``'s, bit for bit.
+
+Checked entry points. ``step``, ``predict`` and ``trace`` of every
+subclass are wrapped once, when the subclass is defined (:func:`_checked_entry`):
+a user's ``x`` (and ``y``) is converted to float64 and scanned for NaN/inf
+(``ValueError`` naming the argument and the first bad index), and the method's
+own body then runs inside :func:`refnets.validation.trusted`, so the layers it
+calls on hidden activations do not scan them again, and a NaN that appears
+there (the run diverged) reaches the loss, which raises
+:class:`~refnets.validation.DivergenceError`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..losses import softmax_cross_entropy
-from ..validation import DivergenceError
+from ..validation import DivergenceError, check_input, is_trusted, trusted
 
-__all__ = ["StepResult", "Algorithm", "backprop_gradients", "check_loss_finite", "Recorder",
-           "NULL_RECORDER", "as_recorder", "given_or_draw", "check_given"]
+__all__ = ["StepResult", "Algorithm", "backprop_gradients", "check_loss_finite", "check_labels",
+           "Recorder", "NULL_RECORDER", "as_recorder", "given_or_draw", "check_given"]
 
 
 @dataclass
@@ -183,6 +194,36 @@ def backprop_gradients(model, x, y, loss_fn=softmax_cross_entropy, params=None):
     return loss, model.flatten(grads), out
 
 
+def check_labels(y, name, where):
+    """Integer labels as they are; float targets as float64, finite (``check_input``)."""
+    a = np.asarray(y)
+    if np.issubdtype(a.dtype, np.integer):
+        return a
+    return check_input(a, name, where, allow_empty=True)
+
+
+def _checked_entry(fn, kind):
+    """Wrap an algorithm's ``step``/``predict``/``trace``: check x (and y), run fn trusted."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def entry(self, *args, **kwargs):
+        if is_trusted():                    # called by train or by another checked entry
+            return fn(self, *args, **kwargs)
+        where = f"{type(self).__name__}.{kind}"
+        bound = signature.bind(self, *args, **kwargs)
+        if "x" in bound.arguments:
+            bound.arguments["x"] = check_input(bound.arguments["x"], "x", where,
+                                               allow_empty=True)
+        if "y" in bound.arguments:
+            bound.arguments["y"] = check_labels(bound.arguments["y"], "y", where)
+        with trusted():
+            return fn(*bound.args, **bound.kwargs)
+
+    entry.__checked_entry__ = True
+    return entry
+
+
 class Algorithm:
     """Base class with the defaults most algorithms share.
 
@@ -195,6 +236,14 @@ class Algorithm:
 
     #: short name used by the registry and in tables
     name = "algorithm"
+
+    def __init_subclass__(cls, **kwargs):
+        """Wrap the subclass's own step/predict/trace as checked entry points."""
+        super().__init_subclass__(**kwargs)
+        for kind in ("step", "predict", "trace"):
+            fn = cls.__dict__.get(kind)
+            if callable(fn) and not getattr(fn, "__checked_entry__", False):
+                setattr(cls, kind, _checked_entry(fn, kind))
 
     def __init__(self, loss=softmax_cross_entropy):
         if not callable(loss):
@@ -243,3 +292,8 @@ class Algorithm:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+# the base class's own entry points (used by subclasses that do not override them)
+Algorithm.trace = _checked_entry(Algorithm.trace, "trace")
+Algorithm.predict = _checked_entry(Algorithm.predict, "predict")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from .base import Layer, check_array
+from ..validation import check_input, check_number
+from .base import Layer
 
 __all__ = ["Activation", "Tanh", "ReLU", "LeakyReLU", "Sigmoid", "Softplus", "Identity",
            "get_activation"]
@@ -34,7 +35,7 @@ class Activation(Layer):
     def forward(self, x, params=None):
         """y = g(x); cache keeps x (and y, which some derivatives reuse)."""
         self._params(params)
-        x = check_array(x, "x", where=f"{type(self).__name__}.forward")
+        x = check_input(x, "x", where=f"{type(self).__name__}.forward")
         y = self.apply(x)
         return y, {"z": x, "y": y}
 
@@ -102,9 +103,7 @@ class LeakyReLU(Activation):
 
     def __init__(self, alpha=0.01):
         super().__init__()
-        if not np.isfinite(alpha) or alpha < 0:
-            raise ValueError(f"LeakyReLU: alpha must be a finite number >= 0, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = check_number(alpha, "alpha", "LeakyReLU", low=0)
 
     def apply(self, z):
         return np.where(z > 0, z, self.alpha * z)

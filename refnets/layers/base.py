@@ -14,6 +14,11 @@ A layer is a pair of pure functions around a parameter dict::
   ``dy`` (losses average over the batch).
 * Nothing is stored on the layer between calls; calling ``backward`` twice
   with the same cache gives identical results.
+* Every ``forward``/``backward`` a user may call validates its array
+  arguments with :func:`refnets.validation.check_input` (float64 out, NaN/inf
+  and empty batches rejected naming the argument); between layers
+  (``Sequential``, ``train``) the NaN/inf scan is skipped, see
+  :func:`refnets.validation.trusted`.
 * Outputs may *be* cached arrays (Tanh caches its y, the RNN its states,
   Identity returns x itself): treat ``y`` as read-only, or copy it before
   modifying it in place, or the next ``backward`` sees the change.
@@ -22,6 +27,8 @@ A layer is a pair of pure functions around a parameter dict::
 from __future__ import annotations
 
 import numpy as np
+
+from ..validation import check_input
 
 __all__ = ["Layer", "check_array", "as_float_array"]
 
@@ -125,7 +132,7 @@ class Layer:
 
     @staticmethod
     def _check_dy(dy, y_shape, where):
-        dy = check_array(dy, "dy", where=where)
+        dy = check_input(dy, "dy", where=where, allow_empty=True)
         if dy.shape != tuple(y_shape):
             raise ValueError(f"{where}: dy must have the output's shape {tuple(y_shape)}, got {dy.shape}")
         return dy

@@ -62,7 +62,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .base import Layer, check_array
+from ..validation import check_bool, check_input, check_rng
+from .base import Layer
 from .init import get_initializer
 
 __all__ = ["Conv2D", "im2col", "col2im", "conv_output_shape", "conv2d_naive"]
@@ -85,7 +86,7 @@ def _channels(c_in, c_out, where):
 
 def _check_nchw(x, c_in, where):
     """``x`` as a floating (N, c_in, H, W) array, or a ValueError naming it."""
-    x = check_array(x, "x", ndim=4, where=where)
+    x = check_input(x, "x", where=where, ndim=4)
     if x.shape[1] != c_in:
         raise ValueError(f"{where}: x must have {c_in} channels (N, {c_in}, H, W), "
                          f"got shape {x.shape}")
@@ -219,7 +220,7 @@ def im2col(x, kh, kw, stride=1, padding=0):
         ``np.ascontiguousarray(cols)`` if you need row-major memory.
     """
     where = "im2col"
-    x = check_array(x, "x", ndim=4, where=where)
+    x = check_input(x, "x", where=where, ndim=4)
     stride, pad, out_hw = _geometry(x.shape[2:], kh, kw, stride, padding, where)
     n, c = x.shape[:2]
     win = _windows(_pad(x, pad), kh, kw, stride, out_hw)      # (N, C, Ho, Wo, kh, kw)
@@ -253,7 +254,10 @@ def col2im(dcols, x_shape, kh, kw, stride=1, padding=0):
     stride, pad, out_hw = _geometry(x_shape[2:], kh, kw, stride, padding, where)
     n, c, h, w = x_shape
     ho, wo = out_hw
-    dcols = check_array(dcols, "dcols", shape=(n * ho * wo, c * kh * kw), where=where)
+    dcols = check_input(dcols, "dcols", where=where, allow_empty=True)
+    if dcols.shape != (n * ho * wo, c * kh * kw):
+        raise ValueError(f"{where}: dcols must have shape ({n * ho * wo}, {c * kh * kw}), got "
+                         f"{dcols.shape} (expected (N*H_out*W_out, C*kh*kw))")
     # dcols.T[(c, u, v), (n, i, j)] viewed as (u, v, c, n, i, j): entry (u, v) of every window
     dwin = dcols.T.reshape(c, kh, kw, n, ho, wo).transpose(1, 2, 0, 3, 4, 5)
     # accumulate channel-major (C, N, H+2p_h, W+2p_w), so both sides of each add
@@ -285,8 +289,8 @@ def conv2d_naive(x, W, b=None, stride=1, padding=0):
         ``y[n, o, i, j] = b[o] + sum_{c,u,v} W[o, c, u, v] * xp[n, c, s_h i + u, s_w j + v]``
     """
     where = "conv2d_naive"
-    x = check_array(x, "x", ndim=4, where=where)
-    W = check_array(W, "W", ndim=4, where=where)
+    x = check_input(x, "x", where=where, ndim=4)
+    W = check_input(W, "W", where=where, ndim=4)
     if W.shape[1] != x.shape[1]:
         raise ValueError(f"{where}: W must have C_in = x.shape[1] = {x.shape[1]} input "
                          f"channels, got W of shape {W.shape}")
@@ -339,14 +343,12 @@ class Conv2D(Layer):
         super().__init__()
         where = "Conv2D"
         self.c_in, self.c_out = _channels(c_in, c_out, where)
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"{where}: rng must be a numpy.random.Generator "
-                             f"(np.random.default_rng(seed)), got {type(rng).__name__}")
+        check_rng(rng, "rng", where)
         self.kernel_size = _pair(kernel_size, "kernel_size", where)
         self.stride = _pair(stride, "stride", where)
         self.padding = _padding(padding, *self.kernel_size, self.stride, where)
         self._padding_arg = padding
-        self.bias = bool(bias)
+        self.bias = check_bool(bias, "bias", where)
         shape = (self.c_out, self.c_in) + self.kernel_size
         self.params = {"W": np.asarray(get_initializer(init)(shape, rng), dtype=np.float64)}
         if self.bias:

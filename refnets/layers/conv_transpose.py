@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..validation import check_bool
 from .base import Layer
 from .conv import _channels, _check_nchw, _pair, col2im, im2col
 from .init import get_initializer
@@ -85,7 +86,7 @@ class ConvTranspose2D(Layer):
             if self.output_padding[axis] >= self.stride[axis]:
                 raise ValueError(f"{where}: output_padding must be smaller than stride, got "
                                  f"output_padding={self.output_padding}, stride={self.stride}")
-        self.bias = bool(bias)
+        self.bias = check_bool(bias, "bias", where)
         shape = (self.c_in, self.c_out) + self.kernel_size
         self.params = {"W": np.asarray(get_initializer(init)(shape, rng), dtype=np.float64)}
         if self.bias:

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, check_array
+from ..validation import check_bool, check_input, check_int
+from .base import Layer
 from .init import get_initializer
 
 __all__ = ["Dense"]
@@ -45,10 +46,9 @@ class Dense(Layer):
 
     def __init__(self, n_in, n_out, rng, init="glorot_uniform", bias=True):
         super().__init__()
-        for name, v in (("n_in", n_in), ("n_out", n_out)):
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"Dense: {name} must be a positive int, got {v!r}")
-        self.n_in, self.n_out, self.bias = int(n_in), int(n_out), bool(bias)
+        self.n_in = check_int(n_in, "n_in", "Dense", low=1)
+        self.n_out = check_int(n_out, "n_out", "Dense", low=1)
+        self.bias = check_bool(bias, "bias", "Dense")
         self.params = {"W": np.asarray(get_initializer(init)((self.n_out, self.n_in), rng),
                                        dtype=np.float64)}
         if self.bias:
@@ -71,7 +71,7 @@ class Dense(Layer):
         cache : dict with the input and the weights used.
         """
         p = self._params(params)
-        x = check_array(x, "x", where="Dense.forward")
+        x = check_input(x, "x", where="Dense.forward")
         if x.ndim < 2 or x.shape[-1] != self.n_in:
             raise ValueError(f"Dense.forward: x must have shape (N, {self.n_in}) "
                              f"(or (..., {self.n_in})), got {x.shape}")

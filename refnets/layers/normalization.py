@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, check_array
+from ..validation import check_bool, check_input, check_int, check_number
+from .base import Layer
 
 __all__ = ["BatchNorm"]
 
@@ -63,14 +64,10 @@ class BatchNorm(Layer):
     def __init__(self, n_features, affine=False, eps=1e-5, momentum=0.1):
         super().__init__()
         where = "BatchNorm"
-        if not isinstance(n_features, (int, np.integer)) or n_features < 1:
-            raise ValueError(f"{where}: n_features must be a positive int, got {n_features!r}")
-        if not (np.isfinite(eps) and eps > 0):
-            raise ValueError(f"{where}: eps must be a positive finite number, got {eps!r}")
-        if not (np.isfinite(momentum) and 0 < momentum <= 1):
-            raise ValueError(f"{where}: momentum must be in (0, 1], got {momentum!r}")
-        self.n_features, self.affine = int(n_features), bool(affine)
-        self.eps, self.momentum = float(eps), float(momentum)
+        self.n_features = check_int(n_features, "n_features", where, low=1)
+        self.affine = check_bool(affine, "affine", where)
+        self.eps = check_number(eps, "eps", where, low=0, low_open=True)
+        self.momentum = check_number(momentum, "momentum", where, low=0, high=1, low_open=True)
         if self.affine:
             self.params = {"gamma": np.ones(self.n_features), "beta": np.zeros(self.n_features)}
 
@@ -79,7 +76,7 @@ class BatchNorm(Layer):
 
     # -- helpers ------------------------------------------------------------
     def _check_x(self, x, where):
-        x = check_array(x, "x", ndim=(2, 3, 4), where=where)
+        x = check_input(x, "x", where=where, ndim=(2, 3, 4))
         if x.shape[1] != self.n_features:
             raise ValueError(f"{where}: x must have {self.n_features} channels on axis 1 "
                              f"((N, {self.n_features}) or (N, {self.n_features}, H, W)), "
@@ -104,11 +101,17 @@ class BatchNorm(Layer):
         if not isinstance(stats, dict) or set(stats) != {"mean", "var"}:
             raise ValueError(f"{where}: running_stats must be a dict with keys 'mean' and 'var', "
                              f"got {stats if not isinstance(stats, dict) else sorted(stats)!r}")
+        checked = {}
         for key in ("mean", "var"):
-            if np.shape(stats[key]) != (self.n_features,):
+            checked[key] = check_input(stats[key], f"running_stats[{key!r}]", where,
+                                       allow_empty=True)
+            if checked[key].shape != (self.n_features,):
                 raise ValueError(f"{where}: running_stats[{key!r}] must have shape "
-                                 f"({self.n_features},), got {np.shape(stats[key])}")
-        return stats
+                                 f"({self.n_features},), got {checked[key].shape}")
+        if np.any(checked["var"] < 0):
+            raise ValueError(f"{where}: running_stats['var'] must be >= 0, got minimum "
+                             f"{checked['var'].min()}")
+        return checked
 
     # -- the contract ---------------------------------------------------------
     def forward(self, x, params=None, running_stats=None):
@@ -141,7 +144,7 @@ class BatchNorm(Layer):
             var = np.mean((x - self._bcast(mean, x.ndim)) ** 2, axis=axes)     # biased
         else:
             stats = self._check_stats(running_stats, where)
-            mean, var = np.asarray(stats["mean"]), np.asarray(stats["var"])
+            mean, var = stats["mean"], stats["var"]
         inv_std = 1.0 / np.sqrt(var + self.eps)
         x_hat = (x - self._bcast(mean, x.ndim)) * self._bcast(inv_std, x.ndim)
         y = x_hat
@@ -205,8 +208,8 @@ class BatchNorm(Layer):
         if not cache.get("training", False):
             raise ValueError(f"{where}: cache must come from a training-mode forward "
                              f"(running_stats=None), got an evaluation-mode cache")
-        a, n = self.momentum if momentum is None else momentum, cache["n"]
-        if not (np.isfinite(a) and 0 < a <= 1):
-            raise ValueError(f"{where}: momentum must be in (0, 1], got {momentum!r}")
+        a = self.momentum if momentum is None else check_number(
+            momentum, "momentum", where, low=0, high=1, low_open=True)
+        n = cache["n"]
         return {"mean": (1 - a) * stats["mean"] + a * cache["batch_mean"],
                 "var": (1 - a) * stats["var"] + a * cache["batch_var"] * n / (n - 1)}

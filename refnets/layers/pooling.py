@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, check_array
+from ..validation import check_input
+from .base import Layer
 from .conv import _offset_slices, _pair
 
 __all__ = ["MaxPool2D", "AvgPool2D", "Flatten"]
@@ -76,7 +77,7 @@ class _Pool2D(Layer):
 
     def _check_x(self, x, params, where):
         self._params(params)
-        x = check_array(x, "x", ndim=4, where=where)
+        x = check_input(x, "x", where=where, ndim=4)
         return x, self._out_hw(x.shape[2:], where)
 
     def _offsets(self, out_hw):
@@ -181,7 +182,7 @@ class Flatten(Layer):
     def forward(self, x, params=None):
         """Return ``(x.reshape(N, -1), cache)``."""
         self._params(params)
-        x = check_array(x, "x", ndim=None, where="Flatten.forward")
+        x = check_input(x, "x", where="Flatten.forward")
         if x.ndim < 2:
             raise ValueError(f"Flatten.forward: x must have a batch dimension and at least one "
                              f"feature dimension (N, ...), got shape {x.shape}")

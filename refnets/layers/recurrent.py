@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, check_array
+from ..validation import check_input, check_int
+from .base import Layer
 from .init import get_initializer
 
 __all__ = ["RNN", "LastStep"]
@@ -69,10 +70,8 @@ class RNN(Layer):
 
     def __init__(self, n_in, n_hidden, rng, init="glorot_uniform", recurrent_init="orthogonal"):
         super().__init__()
-        for name, v in (("n_in", n_in), ("n_hidden", n_hidden)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"RNN: {name} must be a positive int, got {v!r}")
-        self.n_in, self.n_hidden = int(n_in), int(n_hidden)
+        self.n_in = check_int(n_in, "n_in", "RNN", low=1)
+        self.n_hidden = check_int(n_hidden, "n_hidden", "RNN", low=1)
         H, D = self.n_hidden, self.n_in
         self.params = {
             "W_x": np.asarray(get_initializer(init)((H, D), rng), dtype=np.float64),
@@ -102,7 +101,7 @@ class RNN(Layer):
         """
         where = "RNN.forward"
         p = self._params(params)
-        x = check_array(x, "x", where=where)
+        x = check_input(x, "x", where=where, allow_empty=True)
         if x.ndim != 3 or x.shape[2] != self.n_in or x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"{where}: x must have shape (T, N, {self.n_in}) (time-major, "
                              f"T >= 1, N >= 1), got {x.shape}")
@@ -111,7 +110,10 @@ class RNN(Layer):
         if h0 is None:
             h0 = np.zeros((N, H))
         else:
-            h0 = check_array(h0, "h0", shape=(N, H), where=where)
+            h0 = check_input(h0, "h0", where=where)
+            if h0.shape != (N, H):
+                raise ValueError(f"{where}: h0 must have shape ({N}, {H}) (N, n_hidden), "
+                                 f"got {h0.shape}")
         W_x, W_h = p["W_x"], p["W_h"]
 
         # The input part of every a_t in one matmul over all T*N rows; the array
@@ -189,7 +191,7 @@ class LastStep(Layer):
         cache : dict with the input shape.
         """
         self._params(params)
-        x = check_array(x, "x", ndim=3, where="LastStep.forward")
+        x = check_input(x, "x", where="LastStep.forward", ndim=3, batch_axis=1)
         if x.shape[0] == 0:
             raise ValueError(f"LastStep.forward: x must have at least one time step "
                              f"(shape (T, N, H)), got {x.shape}")

@@ -28,7 +28,8 @@ statistics), ``init_running_stats()`` -> ``{i: stats}`` and
 from __future__ import annotations
 
 from .activations import Activation, get_activation
-from .base import Layer, check_array
+from ..validation import check_input, trusted
+from .base import Layer
 
 __all__ = ["Residual"]
 
@@ -80,8 +81,20 @@ class Residual(Layer):
         return {i: layer.init_running_stats() for i, layer in enumerate(self.branch)
                 if _uses_stats(layer)}
 
+    def _check_stats(self, running_stats, where):
+        """``running_stats`` must have one entry per branch layer with statistics."""
+        needed = sorted(i for i, layer in enumerate(self.branch) if _uses_stats(layer))
+        if not isinstance(running_stats, dict) or sorted(running_stats, key=str) != needed:
+            got = sorted(running_stats, key=str) if isinstance(running_stats, dict) else \
+                type(running_stats).__name__
+            raise ValueError(f"{where}: running_stats must be a dict with one entry per branch "
+                             f"layer that has running statistics, keys {needed} (see "
+                             f"init_running_stats()), got {got}")
+        return running_stats
+
     def update_running_stats(self, running_stats, cache, momentum=None):
         """New ``{i: stats}`` after a training-mode forward (see BatchNorm)."""
+        running_stats = self._check_stats(running_stats, "Residual.update_running_stats")
         return {i: self.branch[i].update_running_stats(running_stats[i], cache["branch"][i],
                                                        momentum)
                 for i in running_stats}
@@ -103,27 +116,31 @@ class Residual(Layer):
         """
         where = "Residual.forward"
         per = self._split(self._params(params))
-        x = check_array(x, "x", where=where)
+        x = check_input(x, "x", where=where)
+        if running_stats is not None:
+            running_stats = self._check_stats(running_stats, where)
         h, caches = x, []
-        for i, layer in enumerate(self.branch):
-            if _uses_stats(layer):
-                stats = None if running_stats is None else running_stats[i]
-                h, c = layer.forward(h, per[i] or None, running_stats=stats)
-            else:
-                h, c = layer.forward(h, per[i] or None)
-            caches.append(c)
-        if h.shape != x.shape:
-            raise ValueError(f"{where}: the branch must keep the input's shape {x.shape} "
-                             f"(identity shortcut), got {h.shape}")
-        y, act_cache = self.activation.forward(h + x)
+        with trusted():                     # x was checked; the rest are hidden values
+            for i, layer in enumerate(self.branch):
+                if _uses_stats(layer):
+                    stats = None if running_stats is None else running_stats[i]
+                    h, c = layer.forward(h, per[i] or None, running_stats=stats)
+                else:
+                    h, c = layer.forward(h, per[i] or None)
+                caches.append(c)
+            if h.shape != x.shape:
+                raise ValueError(f"{where}: the branch must keep the input's shape {x.shape} "
+                                 f"(identity shortcut), got {h.shape}")
+            y, act_cache = self.activation.forward(h + x)
         return y, {"branch": caches, "act": act_cache, "y_shape": y.shape}
 
     def backward(self, dy, cache):
         """Return ``(dx, grads)`` with flat "i.name" keys; dx = dF^T(du) + du."""
         dy = self._check_dy(dy, cache["y_shape"], "Residual.backward")
-        du, _ = self.activation.backward(dy, cache["act"])
-        d, grads = du, {}
-        for i in range(len(self.branch) - 1, -1, -1):
-            d, g = self.branch[i].backward(d, cache["branch"][i])
-            grads.update({f"{i}.{name}": value for name, value in g.items()})
+        with trusted():
+            du, _ = self.activation.backward(dy, cache["act"])
+            d, grads = du, {}
+            for i in range(len(self.branch) - 1, -1, -1):
+                d, g = self.branch[i].backward(d, cache["branch"][i])
+                grads.update({f"{i}.{name}": value for name, value in g.items()})
         return d + du, grads

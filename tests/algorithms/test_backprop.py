@@ -9,6 +9,7 @@ from refnets.gradcheck import numerical_gradient, rel_error
 from refnets.losses import accuracy, mse, softmax_cross_entropy
 from refnets.models import mlp, rnn_classifier
 from refnets.optim import SGD, Adam
+from refnets.validation import DivergenceError
 
 
 def _xor_blobs(n, rng):
@@ -112,8 +113,13 @@ def test_diverged_loss_raises_naming_the_step(rng):
 
     with pytest.raises(FloatingPointError, match=r"Backprop\.step: loss is nan"):
         Backprop(loss=nan_loss).step(model, {}, x, y, rng)
-    x[0, 0] = np.nan
-    with pytest.raises(ValueError, match="logits contain NaN or inf"):
+    x_bad = x.copy()
+    x_bad[0, 0] = np.nan                                  # bad data: a ValueError naming x
+    with pytest.raises(ValueError, match=r"Backprop.step: x contains a non-finite value \(nan\) "
+                                         r"at index \(0, 0\)"):
+        Backprop().step(model, {}, x_bad, y, rng)
+    model.layers[0].params["W"][0, 0] = np.nan            # a diverged weight: DivergenceError
+    with pytest.raises(DivergenceError, match=r"softmax_cross_entropy: logits has the value nan"):
         Backprop().step(model, {}, x, y, rng)
     with pytest.raises(ValueError, match="loss must be callable"):
         Backprop(loss="ce")

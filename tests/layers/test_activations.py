@@ -97,15 +97,16 @@ def test_get_activation():
 
 @pytest.mark.parametrize("alpha", [-0.1, np.nan, np.inf])
 def test_leaky_relu_bad_alpha(alpha):
-    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="LeakyReLU: alpha must be (>= 0|finite)"):
         LeakyReLU(alpha)
 
 
 @pytest.mark.parametrize("cls", ALL)
 def test_bad_input(cls):
     act = cls()
-    with pytest.raises(ValueError, match=rf"{cls.__name__}\.forward: x must have a floating dtype"):
-        act.forward(np.array([[1, 2]]))
+    with pytest.raises(ValueError, match=rf"{cls.__name__}\.forward: x must be a real numeric "
+                                         rf"array, got dtype object"):
+        act.forward(np.array([[1, None]]))
     _, cache = act.forward(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"dy must have the output's shape \(2, 3\), got \(3, 2\)"):
         act.backward(np.ones((3, 2)), cache)

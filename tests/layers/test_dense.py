@@ -124,9 +124,14 @@ def test_bad_x_shape(rng, shape):
         Dense(3, 2, rng).forward(np.zeros(shape))
 
 
-def test_bad_x_dtype(rng):
-    with pytest.raises(ValueError, match="x must have a floating dtype, got int"):
-        Dense(3, 2, rng).forward(np.zeros((4, 3), dtype=int))
+def test_int_and_float32_x_upcast_exactly(rng):
+    layer, x = Dense(3, 2, rng), rng.integers(-5, 5, (4, 3))
+    for xx in (x, x.astype(np.float32)):
+        y, _ = layer.forward(xx)
+        assert y.dtype == np.float64
+        np.testing.assert_array_equal(y, layer.forward(x.astype(np.float64))[0])
+    with pytest.raises(ValueError, match="Dense.forward: x must be a real numeric array, got dtype <U1"):
+        layer.forward(np.full((4, 3), "a"))
 
 
 def test_bad_dz_shape(rng):
@@ -149,8 +154,9 @@ def test_bad_params(rng):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"n_in": 0, "n_out": 2}, "n_in must be a positive int, got 0"),
-    ({"n_in": 3, "n_out": 2.5}, "n_out must be a positive int, got 2.5"),
+    ({"n_in": 0, "n_out": 2}, "Dense: n_in must be >= 1, got 0"),
+    ({"n_in": 3, "n_out": 2.5}, "Dense: n_out must be an integer, got 2.5"),
+    ({"n_in": "3", "n_out": 2}, "Dense: n_in must be an integer, got '3'"),
     ({"n_in": 3, "n_out": 2, "init": "xavier"}, "init must be one of .* got 'xavier'"),
     ({"n_in": 3, "n_out": 2, "rng": 0}, "rng must be a numpy.random.Generator"),
 ])

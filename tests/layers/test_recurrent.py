@@ -223,9 +223,11 @@ def test_bad_x_shape(rng, x_shape):
         RNN(3, 4, rng).forward(np.zeros(x_shape))
 
 
-def test_bad_x_dtype(rng):
-    with pytest.raises(ValueError, match="x must have a floating dtype, got int"):
-        RNN(3, 4, rng).forward(np.zeros((2, 4, 3), dtype=int))
+def test_int_x_upcast_exactly(rng):
+    layer, x = RNN(3, 4, rng), rng.integers(-2, 2, (2, 4, 3))
+    hs, _ = layer.forward(x)
+    assert hs.dtype == np.float64
+    np.testing.assert_array_equal(hs, layer.forward(x.astype(float))[0])
 
 
 @pytest.mark.parametrize("h0_shape", [(4,), (3, 4), (2, 5), (1, 2, 4)])
@@ -251,7 +253,7 @@ def test_bad_params(rng):
 
 @pytest.mark.parametrize("n_in,n_hidden", [(0, 4), (3, -1), (2.0, 4), (3, True)])
 def test_bad_sizes(rng, n_in, n_hidden):
-    with pytest.raises(ValueError, match=r"RNN: n_(in|hidden) must be a positive int"):
+    with pytest.raises(ValueError, match=r"RNN: n_(in|hidden) must be (>= 1|an integer)"):
         RNN(n_in, n_hidden, rng)
 
 
