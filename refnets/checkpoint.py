@@ -243,6 +243,14 @@ def read_checkpoint(path):
                          f"{type(path).__name__}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load_checkpoint: no checkpoint file {shown}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if len(head) == 0:
+        raise CheckpointError(f"load_checkpoint: {shown}: the file is empty (0 bytes); not a "
+                              f"readable .npz archive")
+    if head != b"PK\x03\x04":       # every .npz is a zip archive
+        raise CheckpointError(f"load_checkpoint: {shown}: not a readable .npz archive (it does "
+                              f"not start with the zip signature, got {head!r})")
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = _read_meta(archive)
@@ -265,7 +273,7 @@ def read_checkpoint(path):
             json.JSONDecodeError) as exc:
         detail = str(exc) or type(exc).__name__
         if isinstance(exc, (zipfile.BadZipFile, EOFError)) or "zip" in detail.lower():
-            detail = f"not a readable .npz archive (empty, truncated or another format: {detail})"
+            detail = f"not a readable .npz archive (truncated or corrupt: {detail})"
         raise CheckpointError(f"load_checkpoint: {shown}: {detail}") from exc
     return Checkpoint(params=params, state=state, optimizer=opt, rng_state=meta["rng"],
                       epoch=meta["epoch"], step=meta["step"], path=shown)

@@ -423,9 +423,9 @@ def _find_file(directory, gz_name):
 
 
 def _candidate_dirs(name, path, system_dirs):
+    if path is not None:        # an explicit path is the only place looked at
+        return [os.fspath(path)]
     dirs = []
-    if path is not None:
-        dirs.append(os.fspath(path))
     env = os.environ.get("REFNETS_DATA")
     if env:
         dirs.append(os.path.join(env, name))
@@ -435,7 +435,26 @@ def _candidate_dirs(name, path, system_dirs):
 
 
 def _locate(name, path, download, mirrors, checksums, system_dirs, where):
-    """Directory -> {key: file path} for the four IDX files, downloading if allowed."""
+    """Directory -> {key: file path} for the four IDX files, downloading if allowed.
+
+    With ``path`` given, only ``path`` is looked at (and downloaded into); the
+    search order applies when ``path`` is None.
+    """
+    if path is not None and (isinstance(path, bool) or not isinstance(path, (str, os.PathLike))):
+        raise ValueError(f"{where}: path must be a directory (str or os.PathLike) or None, "
+                         f"got {path!r} ({type(path).__name__})")
+    if path is not None and not download:
+        p = os.fspath(path)
+        if not os.path.isdir(p):
+            raise FileNotFoundError(f"{where}: path {p} is not a directory; expected the "
+                                    f"directory holding {', '.join(IDX_FILES.values())} "
+                                    f"(gzipped or not); pass download=True to fetch them into "
+                                    f"it, or path=None to search the usual places")
+        missing = [f for f in IDX_FILES.values() if _find_file(p, f) is None]
+        if missing:
+            raise FileNotFoundError(f"{where}: path {p} does not hold {', '.join(missing)} "
+                                    f"(gzipped or not); pass download=True to fetch them there, "
+                                    f"or path=None to search the usual places")
     searched = _candidate_dirs(name, path, system_dirs)
     for d in searched:
         files = {k: _find_file(d, f) for k, f in IDX_FILES.items()}
@@ -509,15 +528,16 @@ def load_fashion_mnist(path=None, n_train=None, n_test=None, rng=None, flatten=T
                        download=False, mirrors=FASHION_MNIST_MIRRORS):
     """Fashion-MNIST (Xiao, Rasul & Vollgraf 2017; Zalando Research, MIT licence).
 
-    The four IDX files are looked for, in order, in ``path``,
+    The four IDX files (gzipped or not) are read from ``path`` when it is
+    given (nowhere else: a ``path`` without them is an error naming it). With
+    ``path=None`` they are looked for, in order, in
     ``$REFNETS_DATA/fashion-mnist``, ``<cache_dir()>/fashion-mnist`` and
-    ``/usr/share/datasets/fashion-mnist`` (Debian package
-    ``dataset-fashion-mnist``); gzipped or not.
+    ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``).
 
     Parameters
     ----------
     path : str or os.PathLike, optional
-        A directory holding the four files.
+        The directory holding the four files (the only place looked at).
     n_train, n_test : int, optional
         Class-stratified subset sizes (default: all 60000 / 10000).
     rng : numpy.random.Generator, optional

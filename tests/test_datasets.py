@@ -275,3 +275,23 @@ def test_bit_sequences_bad_given_bits(bits, msg):
         D.bit_sequences("xor", 1, 8, 3, bits=bits)
     with pytest.raises(ValueError, match="bit_sequences: rng must be a numpy.random.Generator"):
         D.bit_sequences("xor", 1, 8, 3)
+
+
+def test_explicit_path_is_the_only_place_looked_at(no_env, monkeypatch):
+    _fake_idx_dir(no_env / "env" / "mnist", seed=2)
+    monkeypatch.setenv("REFNETS_DATA", str(no_env / "env"))
+    missing = no_env / "missing"
+    with pytest.raises(FileNotFoundError, match=rf"load_mnist: path {missing} is not a directory"):
+        D.load_mnist(path=missing)                 # never silently $REFNETS_DATA/mnist
+    (no_env / "half").mkdir()
+    write_idx(no_env / "half" / "train-images-idx3-ubyte.gz", np.zeros((1, 28, 28), np.uint8))
+    with pytest.raises(FileNotFoundError, match=r"load_fashion_mnist: path .*half does not hold "
+                                                r"train-labels-idx1-ubyte.gz, t10k"):
+        D.load_fashion_mnist(path=no_env / "half")
+
+
+@pytest.mark.parametrize("path", [5, 2.5, True, b"dir", ["dir"]])
+def test_non_path_path_is_refused(no_env, path):
+    with pytest.raises(ValueError, match=r"load_mnist: path must be a directory \(str or "
+                                         r"os.PathLike\) or None, got"):
+        D.load_mnist(path)

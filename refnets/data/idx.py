@@ -17,6 +17,7 @@ Files may be gzipped (recognised by the gzip magic bytes, not by the name).
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -73,7 +74,8 @@ def parse_idx(raw, name="<bytes>", expected_ndim=None):
         raise IDXError(f"{name}: truncated IDX header ({len(raw)} bytes, need {header})")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = _DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    # Python integers: a product of uint32 dims can exceed int64 (65536**4 wraps to 0)
+    expected = math.prod(dims) * dtype.itemsize
     got = len(raw) - header
     if got < expected:
         raise IDXError(f"{name}: truncated: the header announces shape {dims} "

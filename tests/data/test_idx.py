@@ -1,6 +1,7 @@
 """The IDX reader: round trips, and clear errors on corrupt or truncated files."""
 
 import gzip
+import struct
 
 import numpy as np
 import pytest
@@ -58,3 +59,16 @@ def test_wrong_ndim_and_truncated_gzip(tmp_path):
 def test_write_rejects_unsupported_dtype(tmp_path):
     with pytest.raises(ValueError, match="dtype"):
         write_idx(tmp_path / "b", np.zeros(3, dtype=np.complex128))
+
+
+def test_dims_whose_product_overflows_int64_are_checked_with_python_ints(tmp_path):
+    # 65536**4 = 2**64 wraps to 0 in int64, which made an empty data section "match"
+    raw = struct.pack(">HBB", 0, 0x08, 4) + struct.pack(">4I", *[65536] * 4)
+    with pytest.raises(IDXError, match=r"<bytes>: truncated: the header announces shape "
+                                       r"\(65536, 65536, 65536, 65536\) \(18446744073709551616 "
+                                       r"data bytes\) but only 0 bytes follow"):
+        parse_idx(raw)
+    p = tmp_path / "big-idx4-ubyte"
+    p.write_bytes(raw + b"\x00" * 7)
+    with pytest.raises(IDXError, match=rf"{p}: truncated"):
+        read_idx(p)
