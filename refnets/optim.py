@@ -20,7 +20,7 @@ import copy
 
 import numpy as np
 
-from .validation import check_bool, check_choice, check_number
+from .validation import check_bool, check_choice, check_input, check_number, trusted
 
 __all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "LeeRMSprop", "get_optimizer",
            "optimizer_class"]
@@ -73,9 +73,15 @@ class Optimizer:
             if np.shape(grads[key]) != p.shape:
                 raise ValueError(f"{type(self).__name__}.update: grads[{key!r}] must have shape "
                                  f"{p.shape}, got {np.shape(grads[key])}")
+        # float64 (float32 and ints upcast exactly); a NaN in grads is the run's, not
+        # bad data: it is not scanned for here (train checks the variables each epoch)
+        with trusted():
+            grads = {key: check_input(grads[key], f"grads[{key!r}]",
+                                      f"{type(self).__name__}.update", allow_empty=True)
+                     for key in params}
         self.t += 1
         for key, p in params.items():
-            g = np.asarray(grads[key])
+            g = grads[key]
             if self.weight_decay:
                 g = g + self.weight_decay * p
             p -= self._step(key, g)

@@ -34,7 +34,9 @@ Cross-checking another implementation (the same for every algorithm)::
 Checked entry points. ``step``, ``predict`` and ``trace`` of every
 subclass are wrapped once, when the subclass is defined (:func:`_checked_entry`):
 a user's ``x`` (and ``y``) is converted to float64 and scanned for NaN/inf
-(``ValueError`` naming the argument and the first bad index), and the method's
+(``ValueError`` naming the argument and the first bad index), an ``x`` with
+no entries along axis 0 (the batch, or the time of a (T, N, D) sequence) is
+refused, and the method's
 own body then runs inside :func:`refnets.validation.trusted`, so the layers it
 calls on hidden activations do not scan them again, and a NaN that appears
 there (the run diverged) reaches the loss, which raises
@@ -212,9 +214,8 @@ def _checked_entry(fn, kind):
             return fn(self, *args, **kwargs)
         where = f"{type(self).__name__}.{kind}"
         bound = signature.bind(self, *args, **kwargs)
-        if "x" in bound.arguments:
-            bound.arguments["x"] = check_input(bound.arguments["x"], "x", where,
-                                               allow_empty=True)
+        if "x" in bound.arguments:      # axis 0 is the batch, or time (T, N, D): never empty
+            bound.arguments["x"] = check_input(bound.arguments["x"], "x", where)
         if "y" in bound.arguments:
             bound.arguments["y"] = check_labels(bound.arguments["y"], "y", where)
         with trusted():

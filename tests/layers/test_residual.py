@@ -55,3 +55,16 @@ def test_params_and_running_stats(rng):
         Residual([Dense(3, 2, rng)]).forward(x)
     with pytest.raises(ValueError, match="non-empty list"):
         Residual([])
+
+
+def test_running_stats_must_have_an_entry_per_batch_norm(rng):
+    block = Residual([Conv2D(2, 2, 3, padding=1, rng=rng), BatchNorm(2)])
+    x = rng.standard_normal((3, 2, 4, 4))
+    for bad, got in (({}, r"\[\]"), ({0: block.branch[1].init_running_stats()}, r"\[0\]"),
+                     ([1], "list")):
+        with pytest.raises(ValueError, match=rf"Residual.forward: running_stats must be a dict "
+                                             rf"with one entry per branch layer that has running "
+                                             rf"statistics, keys \[1\] .*got {got}"):
+            block.forward(x, running_stats=bad)
+    y, _ = block.forward(x, running_stats=block.init_running_stats())
+    assert y.shape == x.shape
