@@ -58,15 +58,6 @@ def _layers():
 
 LAYERS = _layers()
 
-# Entry checks of the functional-transfer layers are being added in their package.
-_PENDING = {"FunctionalDense", "FunctionalRNN", "MemoryFunctional", "FunctionalConv2D"}
-
-
-def _layer_params(names):
-    return [pytest.param(n, marks=pytest.mark.xfail(reason="entry checks pending in "
-                                                           "layers/functional"))
-            if n in _PENDING else n for n in sorted(names)]
-
 
 def test_the_sweep_covers_every_public_layer():
     public = {name for name in L.__all__ if inspect.isclass(getattr(L, name))
@@ -78,7 +69,7 @@ def _x(rng, shape):
     return rng.standard_normal(shape) + 0.05       # away from ReLU's kink at 0
 
 
-@pytest.mark.parametrize("name", _layer_params(LAYERS))
+@pytest.mark.parametrize("name", sorted(LAYERS))
 def test_layer_upcasts_float32_and_ints_exactly(name):
     make, shape, _ = LAYERS[name]
     layer, rng = make(), _rng("upcast", name)
@@ -96,7 +87,7 @@ def test_layer_upcasts_float32_and_ints_exactly(name):
             np.testing.assert_array_equal(grads[key], grads64[key])
 
 
-@pytest.mark.parametrize("name", _layer_params(LAYERS))
+@pytest.mark.parametrize("name", sorted(LAYERS))
 def test_layer_rejects_non_finite_naming_argument_and_index(name):
     make, shape, _ = LAYERS[name]
     layer, rng = make(), _rng("nonfinite", name)
@@ -112,7 +103,8 @@ def test_layer_rejects_non_finite_naming_argument_and_index(name):
     dy = rng.standard_normal(y.shape)
     bad = tuple(int(rng.integers(0, s)) for s in y.shape)
     dy[bad] = np.nan
-    with pytest.raises(ValueError, match=rf"{name}\.backward\w*: dy contains a non-finite value "
+    arg = next(iter(inspect.signature(layer.backward).parameters))       # dy, dz, dhs, da
+    with pytest.raises(ValueError, match=rf"{name}\.backward\w*: {arg} contains a non-finite value "
                                          rf"\(nan\) at index {re_tuple(bad)}"):
         layer.backward(dy, cache)
 
@@ -121,7 +113,7 @@ def re_tuple(t):
     return "\\(" + ", ".join(str(i) for i in t) + (",)" if len(t) == 1 else "") + "\\)"
 
 
-@pytest.mark.parametrize("name", _layer_params(LAYERS))
+@pytest.mark.parametrize("name", sorted(LAYERS))
 def test_layer_rejects_empty_batch_naming_x(name):
     make, shape, axis = LAYERS[name]
     shape = list(shape)
@@ -299,3 +291,26 @@ def test_train_reports_bad_data_not_divergence(name):
     with pytest.raises(ValueError, match=r"train: data\[0\] \(x\) contains a non-finite value "
                                          r"\(nan\) at index \(3, 2\)"):
         train(s.model, s.algorithm, s.optimizer, (x, y), 1, 8, r, progress=False)
+
+
+# hyperparameters whose check is being added in their method's package
+_PENDING_HYPER = {("target-space", "cond_warn")}
+
+
+@pytest.mark.parametrize("name", available_methods())
+def test_method_hyperparameters_of_the_wrong_type(name):
+    """Every numeric constructor argument of a method's algorithm refuses non-numbers."""
+    s, _, _, _ = _setup(name)
+    cls = type(s.algorithm)
+    params = [p for p in inspect.signature(cls).parameters.values()
+              if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    required = {p.name: getattr(s.algorithm, p.name) for p in params if p.default is p.empty}
+    rng = _rng("method-hyper", name)
+    for p in params:
+        if (isinstance(p.default, bool) or not isinstance(p.default, (int, float))
+                or (name, p.name) in _PENDING_HYPER):
+            continue
+        for i in rng.permutation(3):
+            value = ("0.1", [1.0], np.nan)[i]
+            with pytest.raises(ValueError, match=rf"{p.name}"):
+                cls(**{**required, p.name: value})

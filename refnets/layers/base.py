@@ -131,10 +131,11 @@ class Layer:
         return params
 
     @staticmethod
-    def _check_dy(dy, y_shape, where):
-        dy = check_input(dy, "dy", where=where, allow_empty=True)
+    def _check_dy(dy, y_shape, where, name="dy"):
+        dy = check_input(dy, name, where=where, allow_empty=True)
         if dy.shape != tuple(y_shape):
-            raise ValueError(f"{where}: dy must have the output's shape {tuple(y_shape)}, got {dy.shape}")
+            raise ValueError(f"{where}: {name} must have the output's shape {tuple(y_shape)}, "
+                             f"got {dy.shape}")
         return dy
 
     # -- the contract ----------------------------------------------------

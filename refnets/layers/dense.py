@@ -90,7 +90,7 @@ class Dense(Layer):
         W : ndarray of shape (n_out, n_in), optional
             Matrix to send the error through; default the forward weights.
         """
-        dz = self._check_dy(dz, cache["z_shape"], "Dense.backward_input")
+        dz = self._check_dy(dz, cache["z_shape"], "Dense.backward_input", "dz")
         if W is None:
             W = cache["W"]
         elif np.shape(W) != (self.n_out, self.n_in):
@@ -100,7 +100,7 @@ class Dense(Layer):
 
     def backward_params(self, dz, cache):
         """dL/dW = dz^T x and dL/db = sum of dz, summed over all leading dims."""
-        dz = self._check_dy(dz, cache["z_shape"], "Dense.backward_params")
+        dz = self._check_dy(dz, cache["z_shape"], "Dense.backward_params", "dz")
         x2 = cache["x"].reshape(-1, self.n_in)
         dz2 = dz.reshape(-1, self.n_out)
         grads = {"W": dz2.T @ x2}

@@ -142,7 +142,7 @@ class RNN(Layer):
         dh0 : ndarray of shape (N, H)
         """
         hs, W_h = cache["hs"], cache["W_h"]
-        dhs = self._check_dy(dhs, hs.shape, "RNN.backward")
+        dhs = self._check_dy(dhs, hs.shape, "RNN.backward", "dhs")
         T, N, H = hs.shape
         x, h0 = cache["x"], cache["h0"]
 

@@ -138,7 +138,7 @@ def test_bad_dz_shape(rng):
     layer = Dense(3, 2, rng)
     _, cache = layer.forward(np.zeros((4, 3)))
     for method in (layer.backward, layer.backward_params, layer.backward_input):
-        with pytest.raises(ValueError, match=r"dy must have the output's shape \(4, 2\), got \(2, 4\)"):
+        with pytest.raises(ValueError, match=r"dz must have the output's shape \(4, 2\), got \(2, 4\)"):
             method(np.zeros((2, 4)), cache)
 
 

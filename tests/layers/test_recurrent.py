@@ -239,7 +239,7 @@ def test_bad_h0_shape(rng, h0_shape):
 def test_bad_dhs_shape(rng):
     layer = RNN(3, 4, rng)
     _, cache = layer.forward(np.zeros((5, 2, 3)))
-    with pytest.raises(ValueError, match=r"dy must have the output's shape \(5, 2, 4\), got \(5, 4\)"):
+    with pytest.raises(ValueError, match=r"dhs must have the output's shape \(5, 2, 4\), got \(5, 4\)"):
         layer.backward(np.zeros((5, 4)), cache)
 
 
