@@ -318,7 +318,7 @@ def test_bad_x_is_named(rng, bad, match):
 def test_bad_x_in_predict_is_named(rng):
     model, algo, x, y = _dense(rng)
     state = algo.init_state(model, None)
-    with pytest.raises(ValueError, match=r"HSICBottleneck.features: x contains a non-finite"):
+    with pytest.raises(ValueError, match=r"HSICBottleneck.predict: x contains a non-finite"):
         algo.predict(model, state, np.full_like(x, np.inf))
 
 
