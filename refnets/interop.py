@@ -3,8 +3,9 @@
 refnets keeps PyTorch's layouts (Dense W (n_out, n_in), conv NCHW with W
 (C_out, C_in, kh, kw), time-major sequences), so a PyTorch model converts key
 by key; a TensorFlow/Keras model needs the transposes below. Nothing here
-imports torch or tensorflow: a torch tensor is read through ``np.asarray``
-(after ``.detach().cpu()`` when it has them), every value becomes float64.
+imports torch or tensorflow: a torch tensor is read through
+``.detach().cpu().numpy()`` (each method when the object has it), anything else
+through ``np.asarray``; every value becomes a float64 copy.
 
 PyTorch ``state_dict`` keys of a :class:`~refnets.models.Sequential`
 --------------------------------------------------------------------
@@ -78,8 +79,8 @@ _BN_NAMES = {"gamma": "weight", "beta": "bias"}
 
 def as_float64(value, name, where):
     """A float64 ndarray copy of ``value`` (ndarray, list, or a torch tensor)."""
-    for method in ("detach", "cpu"):   # torch tensors, without importing torch
-        if hasattr(value, method) and callable(getattr(value, method)):
+    for method in ("detach", "cpu", "numpy"):   # torch tensors, without importing torch
+        if not isinstance(value, np.ndarray) and callable(getattr(value, method, None)):
             value = getattr(value, method)()
     try:
         out = np.array(value, dtype=np.float64, copy=True)

@@ -179,3 +179,55 @@ def test_convnet_training_gradients(rng):
     for k, module in mapping.items():
         _assert_close(grads[k]["W"], module.weight.grad, f"layer {k} dW")
         _assert_close(grads[k]["b"], module.bias.grad, f"layer {k} db")
+
+
+def test_interop_state_dict_both_ways_with_torch(rng):
+    """refnets.interop: a torch net's state_dict (conv, affine batch norm with running
+    statistics, linear) loads into refnets with the same outputs, and back."""
+    from refnets import interop
+    from refnets.layers import BatchNorm, ReLU
+    from refnets.models import Sequential
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.BatchNorm2d(3),
+                              torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(48, 4)).double()
+    with torch.no_grad():
+        net[1].weight.uniform_(0.5, 1.5)
+        net[1].bias.uniform_(-0.5, 0.5)
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 1.5)
+    model = Sequential([Conv2D(2, 3, 3, padding=1, rng=rng), BatchNorm(3, affine=True), ReLU(),
+                        Flatten(), Dense(48, 4, rng)])
+    stats = interop.load_state_dict(model, net.state_dict())   # tensors, num_batches_tracked
+    x = rng.standard_normal((5, 2, 4, 4))
+    net.eval()                                                  # running statistics
+    h = x
+    for k, layer in enumerate(model.layers):
+        h = (layer.forward(h, running_stats=stats[k])[0] if k in stats else layer.forward(h)[0])
+    _assert_close(h, net(torch.from_numpy(x)), "eval-mode output")
+    net.train()
+    _assert_close(model.forward(x)[0], net(torch.from_numpy(x)), "train-mode output")
+    other = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.BatchNorm2d(3),
+                                torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(48, 4)).double()
+    # strict load: torch fills in the num_batches_tracked that refnets does not write
+    other.load_state_dict({k: torch.from_numpy(v)
+                           for k, v in interop.to_state_dict(model, stats).items()})
+    other.eval()       # (net's own statistics moved in its train-mode pass above)
+    _assert_close(h, other(torch.from_numpy(x)), "round trip, eval mode")
+
+
+def test_interop_rnn_biases_with_torch(rng):
+    """torch.nn.RNN's two biases load as their sum, and refnets' b goes back as (b, 0)."""
+    from refnets import interop
+    from refnets.layers import LastStep
+    from refnets.models import Sequential
+
+    net = torch.nn.RNN(3, 4, nonlinearity="tanh").double()
+    model = Sequential([RNN(3, 4, rng)])
+    interop.load_state_dict(model, {f"0.{k}": v for k, v in net.state_dict().items()})
+    x = rng.standard_normal((6, 2, 3))
+    _assert_close(model.forward(x)[0], net(torch.from_numpy(x))[0], "RNN output")
+    back = torch.nn.RNN(3, 4, nonlinearity="tanh").double()
+    back.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in interop.to_state_dict(model).items()})
+    _assert_close(model.forward(x)[0], back(torch.from_numpy(x))[0], "RNN round trip")
+    assert not np.any(back.bias_hh_l0.detach().numpy())
+    assert LastStep  # the read-out layer is parameter-free: nothing to convert
