@@ -17,8 +17,9 @@ object with
 * ``method``: the registered method name (informational);
 * ``relative_error``: the formula below, in words;
 * ``cases``: ``{case: config}``, config = ``model`` (a list of layer configs,
-  :func:`model_config`), ``algorithm`` (``class``: a class under
-  ``refnets.algorithms``, ``kwargs``: its keywords), ``loss`` (a name in
+  :func:`model_config`), ``algorithm`` (``class``: ``"module:Class"`` under
+  ``refnets.algorithms``, ``kwargs``: its keywords; an object keyword is itself
+  ``{"class", "kwargs"}``, an array keyword ``{"array": name}``), ``loss`` (a name in
   ``refnets.losses``), ``optimizer`` (``name`` for
   :func:`refnets.optim.get_optimizer` and its keywords), ``steps``;
 * ``keys``: ``{array name: {role, meaning, shape, dtype, layout, tol}}`` for
@@ -31,6 +32,8 @@ path                             role     value
 ===============================  =======  ==============================================
 ``param/{k.name}``               param    the model's parameters before the first step
 ``init/{keyword}/{key}``         given    a value given to ``init_state(**{keyword: {key: .}})``
+``algo/{name}``                  input    an array keyword of the algorithm, written
+                                          ``{"array": name}`` in its ``kwargs``
 ``step{s}/x``, ``step{s}/y``     input    minibatch s (s = 0, 1, 2)
 ``step{s}/given/{keyword}/{key}`` given   a draw of step s, given to ``step(**{keyword: {key: .}})``
 ``step{s}/loss``                 trace    the minibatch loss (0-d)
@@ -228,6 +231,9 @@ class Case:
     loss: str = "softmax_cross_entropy"
     optimizer: dict = field(default_factory=lambda: {"name": "sgd", "lr": 0.1})
     tol: dict = field(default_factory=dict)   # key suffix -> tolerance, where TOL is too tight
+    #: ``arrays(rng) -> {name: array}``: array keywords of the algorithm, stored as
+    #: ``algo/{name}`` (role input) and written in ``kwargs`` as ``{"array": name}``
+    arrays: Callable = None
 
     def config(self, model):
         return {"model": model_config(model),
@@ -282,6 +288,10 @@ def _ftm_model(rng):
     return ftnn([4, 5, 3], "F03", "tanh", rng)
 
 
+def _ts_source(rng):
+    return {"x_source": rng.standard_normal((8, 4))}
+
+
 def _decor(lr):
     """Keyword value of a decorrelator (an object, written as class + keywords)."""
     return {"class": "decorrelation:Decorrelation", "kwargs": {"lr": lr}}
@@ -296,6 +306,12 @@ CASES = {
         "conv": Case(_conv_model, _conv_data, "backprop:Backprop",
                      optimizer={"name": "momentum", "lr": 0.1, "momentum": 0.9}),
         "rnn": Case(_rnn_model, _rnn_data, "backprop:Backprop"),
+    },
+    "target-space": {
+        "dense": Case(_dense_model, _dense_data, "target_space:TargetSpace",
+                      {"x_source": {"array": "x_source"}, "realisation_batch_size": 6,
+                       "pseudoinverse_l2_regularisation": 0.1},
+                      optimizer={"name": "adam", "lr": 0.01}, arrays=_ts_source),
     },
     "decor-bp": {
         "dense": Case(_dense_model, _dense_data, "decorrelation:DecorrelatedBackprop",
@@ -337,7 +353,7 @@ def exportable_methods():
 _LOSSES = ("softmax_cross_entropy", "masked_softmax_cross_entropy", "mse")
 
 
-def _build_algorithm(cfg, loss_name):
+def _build_algorithm(cfg, loss_name, algo_arrays=None):
     from . import losses
     if not isinstance(cfg, dict) or not isinstance(cfg.get("class"), str) \
             or not isinstance(cfg.get("kwargs", {}), dict):
@@ -346,7 +362,7 @@ def _build_algorithm(cfg, loss_name):
     cls = _resolve(cfg["class"])
     if loss_name not in _LOSSES:
         raise VectorFileError(f"loss must be one of {list(_LOSSES)}, got {loss_name!r}")
-    kwargs = {k: _decode(v) for k, v in cfg.get("kwargs", {}).items()}
+    kwargs = {k: _decode(v, algo_arrays or {}) for k, v in cfg.get("kwargs", {}).items()}
     if "loss" in inspect.signature(cls).parameters:
         kwargs["loss"] = getattr(losses, loss_name)
     return cls(**kwargs)
@@ -369,12 +385,18 @@ def _resolve(path, base=Algorithm):
     return cls
 
 
-def _decode(value):
-    """A keyword value: JSON as is, or ``{"class": "module:Class", "kwargs": {...}}`` for an
-    object an algorithm takes (e.g. a Decorrelation), built the same way."""
+def _decode(value, algo_arrays):
+    """A keyword value: JSON as is; ``{"array": name}`` for the case's array ``algo/{name}``;
+    ``{"class": "module:Class", "kwargs": {...}}`` for an object an algorithm takes (e.g. a
+    Decorrelation), built the same way."""
+    if isinstance(value, dict) and set(value) == {"array"}:
+        if value["array"] not in algo_arrays:
+            raise VectorFileError(f"algorithm keyword refers to array algo/{value['array']}, "
+                                  f"which the case does not have")
+        return algo_arrays[value["array"]]
     if isinstance(value, dict) and set(value) == {"class", "kwargs"}:
         return _resolve(value["class"], base=None)(
-            **{k: _decode(v) for k, v in value["kwargs"].items()})
+            **{k: _decode(v, algo_arrays) for k, v in value["kwargs"].items()})
     return value
 
 
@@ -415,7 +437,7 @@ def _check_names(rec, where):
         raise ValueError(f"{where}: trace and given-value keys must not contain '/', got {bad[:3]}")
 
 
-def _run_case(config, params0, init_given, batches, step_given, rng):
+def _run_case(config, params0, init_given, batches, step_given, rng, algo_arrays=None):
     """Run one case; return ({array path: value} of every output, init draws, step draws)."""
     model = model_from_config(config["model"])
     own = model.params()
@@ -423,7 +445,8 @@ def _run_case(config, params0, init_given, batches, step_given, rng):
         raise VectorFileError(f"the file's parameters {sorted(params0)} do not match the "
                               f"model's {sorted(own)}")
     model.set_params(params0)
-    algo = _build_algorithm(config["algorithm"], config.get("loss", "softmax_cross_entropy"))
+    algo = _build_algorithm(config["algorithm"], config.get("loss", "softmax_cross_entropy"),
+                            algo_arrays)
     opt = _build_optimizer(config["optimizer"])
     rec0 = Recorder()
     if _accepts_record(algo.init_state):
@@ -457,6 +480,8 @@ def _role(path):
         return "param"
     if parts[0] == "init":
         return "given"
+    if parts[0] == "algo":
+        return "input"
     kind = parts[1]
     return {"x": "input", "y": "input", "given": "given", "loss": "trace", "trace": "trace",
             "grad": "grad", "after": "after"}[kind]
@@ -469,6 +494,8 @@ def _describe(path, value, model_cfg):
         return f"parameter {parts[1]} before the first step", _param_layout(parts[1], model_cfg)
     if parts[0] == "init":
         return f"given initial value {parts[2]} (init_state keyword {parts[1]})", "as traced"
+    if parts[0] == "algo":
+        return f"array keyword {parts[1]} of the algorithm", "(n, ...) rows"
     step = parts[0][4:]
     kind = parts[1]
     if kind == "x":
@@ -536,11 +563,13 @@ def export_vectors(method, path, seed=0):
         rng = np.random.default_rng(seed)
         model = case.model(rng)
         batches = case.data(rng)
+        algo_arrays = {} if case.arrays is None else case.arrays(rng)
         config = case.config(model)
         params0 = model.copy_params()
         out, init_draws, step_draws = _run_case(config, params0, {}, batches,
-                                                [{} for _ in batches], rng)
+                                                [{} for _ in batches], rng, algo_arrays)
         case_arrays = {f"param/{k}": v for k, v in params0.items()}
+        case_arrays.update({f"algo/{k}": v for k, v in algo_arrays.items()})
         for name, family in init_draws.items():
             case_arrays.update({f"init/{name}/{k}": v for k, v in family.items()})
         for s, (x, y) in enumerate(batches):
@@ -648,6 +677,7 @@ def _case_inputs(case, config, arrays, path):
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise VectorFileError(f"{path}: cases[{case!r}].steps must be a positive int, got {steps!r}")
     params0 = {k[len("param/"):]: v for k, v in mine.items() if k.startswith("param/")}
+    algo_arrays = {k[len("algo/"):]: v for k, v in mine.items() if k.startswith("algo/")}
     init_given, batches, step_given = {}, [], [{} for _ in range(steps)]
     for k, v in mine.items():
         parts = k.split("/")
@@ -662,7 +692,7 @@ def _case_inputs(case, config, arrays, path):
             parts = k.split("/")
             if parts[0] == f"step{s}" and parts[1] == "given" and len(parts) == 4:
                 step_given[s].setdefault(parts[2], {})[parts[3]] = v
-    return params0, init_given, batches, step_given
+    return params0, init_given, batches, step_given, None, algo_arrays
 
 
 def check_vectors(path, stream=None, verbose=True):
@@ -682,7 +712,7 @@ def check_vectors(path, stream=None, verbose=True):
                                   f"'optimizer' (and 'loss', 'steps')")
         inputs = _case_inputs(case, config, arrays, path)
         try:
-            got, _, _ = _run_case(config, *inputs, rng=None)
+            got, _, _ = _run_case(config, *inputs)
         except VectorFileError as exc:
             raise VectorFileError(f"{path}: case {case!r}: {exc}") from None
         except ValueError as exc:   # refnets rejected the case (bad config, missing draw, ...)

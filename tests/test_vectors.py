@@ -17,7 +17,7 @@ from refnets.models import Sequential
 
 #: Registered methods without conformance cases yet: their packages have not landed
 #: injectable draws and a trace on main. Remove a name here when its cases are added.
-PENDING = {"target-space", "dtp", "dtp-ldrl"}
+PENDING = {"dtp", "dtp-ldrl"}
 
 
 def test_every_registered_method_is_exportable_or_listed_pending():
