@@ -381,3 +381,27 @@ def test_near_linear_regime_on_images():
         gaps.append(abs(gauss - linear) / gauss)
     assert gaps[1] < 0.02                      # sigma = 5 (measured 0.1%)
     assert gaps[0] > gaps[1] > gaps[2]         # the higher-order terms fade like 1/s
+
+
+@pytest.mark.parametrize("sigma, low", [(1.0, 1e-4), (5.0, 5e-5)])
+def test_float32_nocco_loses_digits(sigma, low):
+    """Why refnets keeps float64 (README section 7): the authors cast the centred kernel to
+    float32 and invert it there. cond(KH + eps m I) is 5.6e3-6.9e5 on the golden arrays, so
+    float32 round-off (6e-8) moves nHSIC(Z, X) in the 4th-5th digit (measured 7.0e-4 at
+    sigma = 1, 1.5e-4 at sigma = 5), while float64 with a solve matches the golden values
+    to 1e-8."""
+    X, Z, _ = golden_arrays()
+
+    def r32(K):
+        C = hk.center(K).astype(np.float32)
+        m = len(K)
+        return C @ np.linalg.inv(C + np.float32(1e-5 * m) * np.eye(m, dtype=np.float32))
+
+    KZ, KX = hk.gaussian_kernel(Z, sigma), hk.gaussian_kernel(X, sigma)
+    m = len(KZ)
+    conds = [np.linalg.cond(hk.center(K) + 1e-5 * m * np.eye(m)) for K in (KZ, KX)]
+    assert min(conds) > 5e3
+    golden = GOLDEN[int(sigma)]["zx"]
+    assert hk.nhsic(KZ, KX) == pytest.approx(golden, rel=1e-8)
+    err32 = abs(float(np.sum(r32(KZ) * r32(KX).T)) - golden) / golden
+    assert low < err32 < 1e-2
