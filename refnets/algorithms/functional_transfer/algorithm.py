@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...diagnostics import cosine
-from ...layers.activations import get_activation
+from ...layers.activations import Activation, get_activation
 from ...layers.dense import Dense
 from ...layers.functional.conv import FunctionalConv2D
 from ...layers.functional.dense import (DEFAULT_MAX_ELEMENTS, FunctionalDense, get_function,
@@ -59,10 +59,17 @@ __all__ = ["DEFAULT_FUNCTION", "FOLLOW", "ftnn", "FunctionalTransfer", "train_la
 DEFAULT_FUNCTION = "F03"
 
 
-def _make_activation(activation):
+def _make_activation(activation, where):
+    """A fresh activation layer from a name or an instance (its type)."""
     if isinstance(activation, str):
-        return get_activation(activation)
-    return type(activation)()
+        try:
+            return get_activation(activation)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    if isinstance(activation, Activation):
+        return type(activation)()
+    raise ValueError(f"{where}: activation must be a name or an Activation instance, "
+                     f"got {activation!r}")
 
 
 def _check_sizes(sizes, where):
@@ -123,7 +130,7 @@ def ftnn(sizes, function=DEFAULT_FUNCTION, activation="tanh", rng=None, init="of
         raise ValueError(f"{where}: rng must be a numpy.random.Generator or None, "
                          f"got {type(rng).__name__}")
     check_choice(output, "output", ("functional", "dense"), where)
-    function = get_function(function)
+    function = get_function(function, where)
     n_layers = len(sizes) - 1
     dense_out = output == "dense"
     functional_keys = [2 * i for i in range(n_layers - (1 if dense_out else 0))]
@@ -161,7 +168,7 @@ def ftnn(sizes, function=DEFAULT_FUNCTION, activation="tanh", rng=None, init="of
                                           theta=theta.get(f"{k}.theta"),
                                           signs=signs.get(f"{k}.signs")))
         if not last:
-            layers.append(_make_activation(activation))
+            layers.append(_make_activation(activation, where))
     return Sequential(layers)
 
 
@@ -386,7 +393,7 @@ def train_layerwise(sizes, data, rng, function=DEFAULT_FUNCTION, activation="tan
         hidden = FunctionalDense(sizes[k - 1], sizes[k], function, rng, init=init, path=path)
         head_model = ftnn([sizes[k], n_classes], function, activation, rng, init=init,
                           output=output, path=path)
-        stage = Sequential([hidden, _make_activation(activation), *head_model.layers])
+        stage = Sequential([hidden, _make_activation(activation, where), *head_model.layers])
         h = _features(frozen, x)                                # frozen layers 1..k-1
         ev = None if eval_data is None else (_features(frozen, x_eval), y_eval)
         histories.append(train(stage, algorithm, make_optimizer(), (h, y), epochs_per_layer,

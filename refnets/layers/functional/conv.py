@@ -85,7 +85,7 @@ class FunctionalConv2D(Layer):
         _padding(padding, kh, kw, _pair(stride, "stride", where), where)
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
         n_in = self.c_in * kh * kw
-        k = get_function(function).k
+        k = get_function(function, where).k
         # given kernels in kernel layout, viewed as the FTM's (k, C_out, C_in*kh*kw)
         if theta is not None:
             theta = given_or_drawn(theta, "theta", (k, self.c_out, self.c_in, kh, kw), None,

@@ -60,16 +60,18 @@ FUNCTIONS = {cls.name: cls() for cls in (F01, F02, F03, F04, F05, F06, F07, F08,
 FUNCTION_NAMES = tuple(FUNCTIONS)
 
 
-def get_function(function):
+def get_function(function, where=""):
     """Return the :class:`FunctionType` named ``function`` ('F12', 'f12', 'LIN', ...).
 
-    A :class:`FunctionType` instance is passed through.
+    A :class:`FunctionType` instance is passed through; ``where`` names the caller
+    in the error message.
     """
     if isinstance(function, FunctionType):
         return function
     if isinstance(function, str) and function.upper() in FUNCTIONS:
         return FUNCTIONS[function.upper()]
-    raise ValueError(f"function must be one of {list(FUNCTION_NAMES)} or a FunctionType, "
+    prefix = f"{where}: " if where else ""
+    raise ValueError(f"{prefix}function must be one of {list(FUNCTION_NAMES)} or a FunctionType, "
                      f"got {function!r}")
 
 
@@ -161,7 +163,7 @@ class FunctionalDense(Layer):
         self.max_elements = check_number(max_elements, "max_elements", where, low=1,
                                          integer=True)
         self.bias = check_bool(bias, "bias", where)
-        self.function = get_function(function)
+        self.function = get_function(function, where)
         check_choice(path, "path", ("auto", "generic", "fast"), where)
         if path == "fast" and not self.function.has_fast_path:
             raise ValueError(f"{where}: path='fast' needs a function with a matmul "

@@ -240,6 +240,18 @@ def test_predict_and_train_ftnn_validation(rng):
         train_ftnn([3, 2], data, rng, layerwise=1)
 
 
+def test_ftnn_names_itself_in_argument_errors(rng):
+    with pytest.raises(ValueError, match="ftnn: function must be one of .* got 'F99'"):
+        ftnn([2, 3, 2], "F99", "tanh", rng)
+    with pytest.raises(ValueError, match="ftnn: activation must be one of .* got 'foo'"):
+        ftnn([2, 3, 2], "F03", "foo", rng)
+    with pytest.raises(ValueError, match="ftnn: activation must be a name or an Activation "
+                                         "instance, got 5"):
+        ftnn([2, 3, 2], "F03", 5, rng)
+    with pytest.raises(ValueError, match="FunctionalDense: function must be one of"):
+        FunctionalDense(2, 3, "F99", rng)
+
+
 def test_layer_types_in_a_model_are_functional_or_dense(rng):
     net, _, _ = _case(rng, "F03", output="dense")
     assert isinstance(net[0], FunctionalDense) and isinstance(net[2], Dense)
