@@ -89,6 +89,13 @@ class Optimizer:
     def _step(self, key, g):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def _slot(self, key, fresh):
+        """The per-key state, created by ``fresh()`` on first use (not allocated every step)."""
+        st = self.state.get(key)
+        if st is None:
+            st = self.state[key] = fresh()
+        return st
+
     def __repr__(self):
         return f"{type(self).__name__}(lr={self.lr})"
 
@@ -137,7 +144,7 @@ class RMSprop(Optimizer):
         self.centered = check_bool(centered, "centered", "RMSprop")
 
     def _step(self, key, g):
-        st = self.state.setdefault(key, {"s": np.zeros_like(g), "m": np.zeros_like(g)})
+        st = self._slot(key, lambda: {"s": np.zeros_like(g), "m": np.zeros_like(g)})
         st["s"] = self.alpha * st["s"] + (1 - self.alpha) * g * g
         denom = st["s"]
         if self.centered:
@@ -162,7 +169,7 @@ class Adam(Optimizer):
         self.eps = check_number(eps, "eps", "Adam", low=0, low_open=True)
 
     def _step(self, key, g):
-        st = self.state.setdefault(key, {"m": np.zeros_like(g), "v": np.zeros_like(g), "t": 0})
+        st = self._slot(key, lambda: {"m": np.zeros_like(g), "v": np.zeros_like(g), "t": 0})
         st["t"] += 1
         st["m"] = self.beta1 * st["m"] + (1 - self.beta1) * g
         st["v"] = self.beta2 * st["v"] + (1 - self.beta2) * g * g
@@ -207,8 +214,8 @@ class LeeRMSprop(Optimizer):
         self.stabilizer = check_number(stabilizer, "stabilizer", where, low=0, low_open=True)
 
     def _step(self, key, g):
-        st = self.state.setdefault(key, {"m": np.zeros_like(g), "v": np.zeros_like(g),
-                                         "inc": np.zeros_like(g)})
+        st = self._slot(key, lambda: {"m": np.zeros_like(g), "v": np.zeros_like(g),
+                                    "inc": np.zeros_like(g)})
         a = self.averaging_coeff
         st["m"] = a * st["m"] + (1 - a) * g
         st["v"] = a * st["v"] + (1 - a) * g * g
