@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import DivergenceError, check_choice, check_input, trusted
+from .validation import DivergenceError, check_choice, check_input, check_int, trusted
 
 __all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "masked_softmax_cross_entropy",
            "mse", "one_hot", "accuracy"]
@@ -33,6 +33,8 @@ def log_softmax(logits, axis=-1):
     error grows like |z| * eps (at |z| ~ 1e4 that costs 4 of the ~16
     significant digits of a log-probability of order 1).
     """
+    with trusted():     # float64 and numeric; NaN/inf pass through (the losses judge them)
+        logits = check_input(logits, "logits", "log_softmax", allow_empty=True)
     shifted = logits - np.max(logits, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
@@ -44,6 +46,7 @@ def softmax(logits, axis=-1):
 
 def one_hot(y, n_classes):
     """Integer labels (...,) -> one-hot float64 (..., n_classes)."""
+    n_classes = check_int(n_classes, "n_classes", "one_hot", low=1)
     y = np.asarray(y)
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"one_hot: y must hold integer labels, got dtype {y.dtype}")
@@ -190,6 +193,10 @@ def mse(pred, target, reduction="batch"):
 
 def accuracy(logits, y):
     """Fraction of positions whose argmax matches the label (int or one-hot)."""
+    logits = check_input(logits, "logits", "accuracy")
+    if logits.ndim < 1 or logits.shape[-1] == 0 or logits.size == 0:
+        raise ValueError(f"accuracy: logits must have shape (N, C) with N, C >= 1, "
+                         f"got {logits.shape}")
     pred = np.argmax(logits, axis=-1)
     y = np.asarray(y)
     if not np.issubdtype(y.dtype, np.integer):

@@ -179,3 +179,14 @@ def test_masked_cross_entropy_ignores_unlabelled_positions(rng):
         masked_softmax_cross_entropy(logits, y.astype(float))
     with pytest.raises(ValueError, match=r"y must have shape \(4, 3\)"):
         masked_softmax_cross_entropy(logits, y[:2])
+
+
+def test_helpers_check_their_arguments():
+    with pytest.raises(ValueError, match=r"one_hot: n_classes must be an integer, got '3'"):
+        one_hot(np.array([0, 1]), "3")
+    with pytest.raises(ValueError, match=r"log_softmax: logits must be a real numeric array"):
+        log_softmax(np.array([["a", "b"]]))
+    with pytest.raises(ValueError, match=r"accuracy: logits is an empty batch"):
+        accuracy(np.zeros((0, 3)), np.zeros(0, int))
+    z = np.array([[1, 2, 4]])
+    np.testing.assert_array_equal(log_softmax(z), log_softmax(z.astype(float)))   # ints upcast
