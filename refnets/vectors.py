@@ -254,13 +254,22 @@ def _dense_data(rng, n_in=4, n_classes=3, n=6):
     return [(rng.standard_normal((n, n_in)), rng.integers(0, n_classes, n)) for _ in range(STEPS)]
 
 
-def _conv_model(rng):
+def _deep_dense_model(rng):
+    """Three Dense layers: DTP's first target sits on the second, so one inverse g is used."""
+    return _dense_model(rng, (4, 5, 5, 3))
+
+
+def _conv_model(rng, hidden=()):
     from .models import convnet
-    model = convnet((1, 6, 6), [2], 3, 3, rng)
+    model = convnet((1, 6, 6), [2], 3, 3, rng, hidden=hidden)
     for key, value in model.params().items():
         if key.endswith(".b"):
             value[...] = 0.1 * rng.standard_normal(value.shape)
     return model
+
+
+def _deep_conv_model(rng):
+    return _conv_model(rng, hidden=(4,))
 
 
 def _conv_data(rng, n=4):
@@ -312,6 +321,22 @@ CASES = {
                       {"x_source": {"array": "x_source"}, "realisation_batch_size": 6,
                        "pseudoinverse_l2_regularisation": 0.1},
                       optimizer={"name": "adam", "lr": 0.01}, arrays=_ts_source),
+    },
+    "dtp": {
+        "dense": Case(_deep_dense_model, _dense_data,
+                      "target_propagation:DifferenceTargetPropagation",
+                      {"target_step": 0.01, "sigma": 0.2, "feedback_optimizer": "adam",
+                       "feedback_lr": 0.003}, optimizer={"name": "adam", "lr": 0.003}),
+        "conv": Case(_deep_conv_model, _conv_data,
+                     "target_propagation:ConvDifferenceTargetPropagation",
+                     {"target_step": 0.01, "sigma": 0.2}),
+        "rnn": Case(_rnn_model, _rnn_data, "target_propagation:TargetPropagationThroughTime"),
+    },
+    "dtp-ldrl": {
+        "dense": Case(_deep_dense_model, _dense_data,
+                      "target_propagation:LocalDifferenceReconstructionLoss",
+                      {"target_step": 0.01, "sigma": 0.2, "feedback_optimizer": "sgd",
+                       "feedback_lr": 0.1}, optimizer={"name": "adam", "lr": 0.003}),
     },
     "decor-bp": {
         "dense": Case(_dense_model, _dense_data, "decorrelation:DecorrelatedBackprop",
