@@ -2,8 +2,11 @@
 
 Discovers tutorials/[0-9]*.py. A tutorial containing the line ``# pytest: slow``
 (its --quick run takes more than ~30 s) is marked slow and runs with ``pytest -m slow``.
+One containing ``# pytest: needs torch`` is marked torch; without torch it must say
+so in one line and exit 0.
 """
 
+import importlib.util
 import json
 import math
 import os
@@ -17,9 +20,19 @@ ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted((ROOT / "tutorials").glob("[0-9]*.py"))
 
 
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _flags(path):
+    return {line.strip() for line in path.read_text().splitlines()}
+
+
 def _param(path):
-    slow = any(line.strip() == "# pytest: slow" for line in path.read_text().splitlines())
-    return pytest.param(path, id=path.stem, marks=[pytest.mark.slow] if slow else [])
+    flags = _flags(path)
+    marks = [pytest.mark.slow] if "# pytest: slow" in flags else []
+    if "# pytest: needs torch" in flags:
+        marks.append(pytest.mark.torch)
+    return pytest.param(path, id=path.stem, marks=marks)
 
 
 def _numbers(value):
@@ -49,6 +62,11 @@ def test_tutorial_quick_run(path, tmp_path):
     assert proc.returncode == 0, (f"{path.name} exited with {proc.returncode}\n"
                                   f"--- stdout (tail) ---\n{proc.stdout[-3000:]}\n"
                                   f"--- stderr (tail) ---\n{proc.stderr[-3000:]}")
+    if "# pytest: needs torch" in _flags(path) and not HAVE_TORCH:
+        lines = proc.stdout.strip().splitlines()
+        assert len(lines) == 1 and "torch" in lines[0].lower(), (
+            f"{path.name} without torch must say so in one line, got {lines!r}")
+        return
     pngs = list(out_dir.rglob("*.png"))
     assert pngs, f"{path.name} wrote no .png into --out-dir"
     lines = proc.stdout.strip().splitlines()
