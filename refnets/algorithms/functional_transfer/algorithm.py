@@ -339,7 +339,7 @@ def train_layerwise(sizes, data, rng, function=DEFAULT_FUNCTION, activation="tan
                     epochs_per_layer=10, finetune_epochs=10, batch_size=50,
                     make_optimizer=None, algorithm=None, init="official", output="functional",
                     eval_data=None, progress=False, path="auto"):
-    """Greedy layer-wise supervised training, then end-to-end fine-tuning.
+    """Greedy layer-wise supervised training, then end-to-end fine-tuning (FTM-12).
 
     Stage k = 1 .. L-1 (L = len(sizes) - 1 layers)::
 

@@ -1,9 +1,11 @@
 """Self-checks of the functional transfer layers, registered for ``refnets gradcheck``.
 
 For every function (F01-F20, LIN): the function-level derivatives
-df/dtheta_q and df/dx against centred differences, and the layer-level
+df/dtheta_q and df/dx against centred differences (FTM-3), and the layer-level
 backward of :class:`~refnets.layers.functional.dense.FunctionalDense` (generic path,
-and fast path where there is one) via :func:`refnets.gradcheck.check_layer`.
+FTM-4/FTM-5, and fast path where there is one, FTM-6) via
+:func:`refnets.gradcheck.check_layer`; the memory function (FTM-9), the FTM
+Elman RNN (FTM-10) and the functional convolution (FTM-11).
 
 Also home of :func:`sample_point`, the kink-free random point the tests use.
 """

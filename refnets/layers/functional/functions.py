@@ -116,7 +116,7 @@ class FunctionType:
 
     # -- initialisation ----------------------------------------------------
     def fan_in_ranges(self, n_in):
-        """Per-parameter ranges of the fan-in-scaled init (default: official)."""
+        """Per-parameter ranges of the fan-in-scaled init (FTM-1b; default: official)."""
         return self.official_ranges
 
     def init(self, n_out, n_in, rng, scheme="official"):

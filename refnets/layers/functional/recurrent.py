@@ -307,7 +307,7 @@ class FunctionalRNN(Layer):
         dtheta_h = 0.0
         dh_prev = np.zeros_like(hs[0])                          # dL/dh_t via step t+1
         for t in range(T - 1, -1, -1):
-            da[t] = (dhs[t] + dh_prev) * (1.0 - hs[t] ** 2)
+            da[t] = (dhs[t] + dh_prev) * (1.0 - hs[t] ** 2)         # (FTM-10)
             # error transmission through F_h (FTM-5): dL/dh_{t-1} = sum_j da_j f_h'(h_{t-1})
             dh_prev, g = self.recurrent_ftm.backward(da[t], cache["caches_h"][t])
             dtheta_h = dtheta_h + g["theta"]
