@@ -136,9 +136,11 @@ def check_input(x, name, where="", ndim=None, batch_axis=0, allow_empty=False):
                          f"expected at least one example along axis {batch_axis}")
     if not _TRUSTED.get() and not np.isfinite(a).all():
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        layer_call = where.rpartition(".")[2].startswith(("forward", "backward"))
+        hint = ("if this is your data, clean it; if it came from a previous layer, the run "
+                "diverged" if layer_call else "clean the data")
         raise NonFiniteInputError(f"{p}{name} contains a non-finite value ({a[bad]}) at index "
-                                  f"{bad}; expected finite values (if this is your data, clean it; if "
-                                  f"it came from a previous layer, the run diverged)",
+                                  f"{bad}; expected finite values ({hint})",
                                   where=where, name=name, index=bad)
     return a
 
