@@ -113,6 +113,20 @@ def re_tuple(t):
     return "\\(" + ", ".join(str(i) for i in t) + (",)" if len(t) == 1 else "") + "\\)"
 
 
+WRONG_DTYPES = (bool, complex, str, object)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_rejects_non_numeric_dtypes_naming_x(name):
+    make, shape, _ = LAYERS[name]
+    rng = _rng("dtype", name)
+    for i in rng.permutation(len(WRONG_DTYPES)):
+        x = np.zeros(shape, dtype=WRONG_DTYPES[i])
+        with pytest.raises(ValueError, match=rf"{name}\.forward: x must be a real numeric array, "
+                                             rf"got dtype"):
+            make().forward(x)
+
+
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_layer_rejects_empty_batch_naming_x(name):
     make, shape, axis = LAYERS[name]
@@ -268,6 +282,10 @@ def test_method_sweep(name):
         with pytest.raises(ValueError, match=rf"\.(step|predict|trace): x contains a non-finite "
                                              rf"value \({xb[bad]}\) at index {re_tuple(bad)}"):
             call()
+    # a non-numeric x: a ValueError naming x
+    for i in rng.permutation(len(WRONG_DTYPES)):
+        with pytest.raises(ValueError, match=r"\.step: x must be a real numeric array, got dtype"):
+            s.algorithm.step(s.model, state, x.astype(WRONG_DTYPES[i]), y, r)
     # an empty batch: a ValueError naming x
     with pytest.raises(ValueError, match=r"x .*empty batch|x of shape \(0, 6\)"):
         s.algorithm.step(s.model, state, x[:0], y[:0], r)
