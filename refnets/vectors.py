@@ -72,7 +72,7 @@ from .layers import activations as _act
 from .layers.conv import Conv2D
 from .layers.conv_transpose import ConvTranspose2D
 from .layers.dense import Dense
-from .layers.functional import FunctionalDense
+from .layers.functional import FunctionalConv2D, FunctionalDense, FunctionalRNN
 from .layers.normalization import BatchNorm
 from .layers.pooling import AvgPool2D, Flatten, MaxPool2D
 from .layers.recurrent import RNN, LastStep
@@ -127,6 +127,20 @@ def _layer_config(layer):
     if isinstance(layer, Residual):
         return {"type": t, "branch": [_layer_config(sub) for sub in layer.branch],
                 "activation": _layer_config(layer.activation)}
+    if isinstance(layer, FunctionalConv2D):
+        if layer.signs is not None:
+            raise ValueError(f"model_config: {layer!r} has fixed random signs, which the config "
+                             f"does not hold yet")
+        return {"type": t, "c_in": layer.c_in, "c_out": layer.c_out,
+                "kernel_size": _pair(layer.kernel_size), "function": layer.function.name,
+                "stride": layer.stride, "padding": layer.padding}
+    if isinstance(layer, FunctionalRNN):
+        if layer.input_ftm.signs is not None or layer.recurrent_ftm.signs is not None:
+            raise ValueError(f"model_config: {layer!r} has fixed random signs, which the config "
+                             f"does not hold yet")
+        return {"type": t, "n_in": layer.n_in, "n_hidden": layer.n_hidden,
+                "function": layer.input_ftm.function.name,
+                "recurrent_function": layer.recurrent_ftm.function.name}
     if isinstance(layer, FunctionalDense):
         if layer.signs is not None:
             raise ValueError(f"model_config: {layer!r} has fixed random signs, which the config "
@@ -146,6 +160,10 @@ def _layer_config(layer):
 
 _ACTIVATIONS = {cls.__name__: cls for cls in (_act.Identity, _act.Tanh, _act.ReLU,
                                               _act.LeakyReLU, _act.Sigmoid, _act.Softplus)}
+
+
+def _json_pair(v):
+    return tuple(v) if isinstance(v, list) else v
 
 
 def _rng():
@@ -174,6 +192,11 @@ _BUILDERS = {
     "FunctionalDense": lambda c: FunctionalDense(c["n_in"], c["n_out"], c["function"], _rng(),
                                                  path=c.get("path", "auto"),
                                                  bias=c.get("bias", True)),
+    "FunctionalConv2D": lambda c: FunctionalConv2D(
+        c["c_in"], c["c_out"], tuple(c["kernel_size"]), c["function"], _rng(),
+        stride=_json_pair(c.get("stride", 1)), padding=_json_pair(c.get("padding", 0))),
+    "FunctionalRNN": lambda c: FunctionalRNN(c["n_in"], c["n_hidden"], c["function"], _rng(),
+                                             recurrent_function=c.get("recurrent_function")),
     "Flatten": lambda c: Flatten(),
     "LastStep": lambda c: LastStep(),
     **{name: (lambda c, cls=cls: cls(**({"alpha": c["alpha"]} if "alpha" in c else {})))
@@ -301,6 +324,36 @@ def _ts_source(rng):
     return {"x_source": rng.standard_normal((8, 4))}
 
 
+def _ts_conv_source(rng):
+    return {"x_source": rng.standard_normal((4, 1, 6, 6))}
+
+
+def _ts_rnn_source(rng):
+    return {"x_source": rng.standard_normal((5, 6, 2))}
+
+
+def _hsic_conv_model(rng):
+    from .algorithms.hsic import hsic_resconv
+    return hsic_resconv((1, 7, 7), rng, channels=2, n_blocks=1, width=3, kernel_size=3)
+
+
+def _hsic_conv_data(rng, n=6):
+    return [(rng.standard_normal((n, 1, 7, 7)), rng.integers(0, 3, n)) for _ in range(STEPS)]
+
+
+def _ftm_conv_model(rng):
+    from .layers import Tanh
+    from .layers.functional import FunctionalConv2D, FunctionalDense
+    return Sequential([FunctionalConv2D(1, 2, 3, "F03", rng, padding=1), Tanh(), Flatten(),
+                       FunctionalDense(72, 3, "F03", rng)])
+
+
+def _ftm_rnn_model(rng):
+    from .layers.functional import FunctionalDense, FunctionalRNN
+    return Sequential([FunctionalRNN(2, 4, "F03", rng), LastStep(),
+                       FunctionalDense(4, 3, "F03", rng)])
+
+
 def _decor(lr):
     """Keyword value of a decorrelator (an object, written as class + keywords)."""
     return {"class": "decorrelation:Decorrelation", "kwargs": {"lr": lr}}
@@ -321,6 +374,12 @@ CASES = {
                       {"x_source": {"array": "x_source"}, "realisation_batch_size": 6,
                        "pseudoinverse_l2_regularisation": 0.1},
                       optimizer={"name": "adam", "lr": 0.01}, arrays=_ts_source),
+        "conv": Case(_conv_model, _conv_data, "target_space:TargetSpace",
+                     {"x_source": {"array": "x_source"}, "realisation_batch_size": 3,
+                      "pseudoinverse_l2_regularisation": 0.1}, arrays=_ts_conv_source),
+        "rnn": Case(_rnn_model, _rnn_data, "target_space:TargetSpace",
+                    {"x_source": {"array": "x_source"}, "realisation_batch_size": 4,
+                     "pseudoinverse_l2_regularisation": 0.1}, arrays=_ts_rnn_source),
     },
     "dtp": {
         "dense": Case(_deep_dense_model, _dense_data,
@@ -360,10 +419,15 @@ CASES = {
         "dense": Case(_hsic_model, _dense_data, "hsic:HSICBottleneck",
                       {"n_classes": 3, "sigma": 6.0, "beta": 1000.0, "lr": 0.01,
                        "weight_decay": 1e-3}),
+        "conv": Case(_hsic_conv_model, _hsic_conv_data, "hsic:HSICBottleneck",
+                     {"n_classes": 3, "sigma": 6.0, "beta": 1000.0, "lr": 0.01,
+                      "weight_decay": 1e-3}),
     },
     "ftm": {
         "dense": Case(_ftm_model, _dense_data, "functional_transfer:FunctionalTransfer",
                       optimizer={"name": "adam", "lr": 0.01}),
+        "conv": Case(_ftm_conv_model, _conv_data, "functional_transfer:FunctionalTransfer"),
+        "rnn": Case(_ftm_rnn_model, _rnn_data, "functional_transfer:FunctionalTransfer"),
     },
 }
 

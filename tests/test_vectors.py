@@ -251,3 +251,20 @@ def test_relative_error():
     assert vectors.relative_error(np.zeros(3), np.zeros(3)) == 0.0
     assert vectors.relative_error(np.zeros(3), np.zeros(2)) == float("inf")
     assert vectors.relative_error(np.array([np.nan]), np.array([1.0])) == float("inf")
+
+
+def test_model_config_round_trip_functional_layers(rng):
+    from refnets.layers import FunctionalConv2D, FunctionalDense, FunctionalRNN
+
+    for model, x in [
+        (Sequential([FunctionalConv2D(1, 2, (3, 2), "F03", rng, stride=(1, 2), padding=(1, 0)),
+                     Tanh(), Flatten(), FunctionalDense(2 * 6 * 3, 3, "F12", rng)]),
+         rng.standard_normal((2, 1, 6, 6))),
+        (Sequential([FunctionalRNN(2, 4, "F03", rng, recurrent_function="LIN"), LastStep(),
+                     FunctionalDense(4, 3, "F03", rng)]), rng.standard_normal((5, 2, 2))),
+    ]:
+        cfg = vectors.model_config(model)
+        rebuilt = vectors.model_from_config(json.loads(json.dumps(cfg)))
+        assert vectors.model_config(rebuilt) == cfg
+        rebuilt.set_params(model.copy_params())
+        assert np.array_equal(rebuilt.forward(x)[0], model.forward(x)[0])
