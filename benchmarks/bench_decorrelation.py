@@ -16,6 +16,17 @@ For each case three things are timed, interleaved repetition by repetition
 Run::
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_decorrelation.py [--reps 30] [--mode scaled]
+
+With ``--rates`` it measures accuracy instead: each named rule of the
+registry's family (fa, fa-st, dfa, np, wp) on the embedded Fashion-MNIST
+subset with ``refnets compare``'s defaults (784-128-128-10, tanh, batch 50,
+Adam with betas 0.9/0.9999 at the rule's registry rate), without
+decorrelation (rate 0) and with the scaled rule at each ``--decor-lr``
+(``target=T`` means ``suggest_decor_lr(x_train[:1000], T)``), and prints the
+test accuracy after epoch 1, 3 and the last, mean +- std over the seeds::
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_decorrelation.py --rates fa \\
+        --decor-lr 0 1e-4 3e-4 1e-3 target=0.1 target=0.01 --epochs 10 --seeds 3
 """
 
 from __future__ import annotations
@@ -96,12 +107,79 @@ def bench_case(make, shape, mode, reps, rng):
     return med, k_rows
 
 
+#: rule -> (algorithm class, keyword arguments, Adam rate): the registry's settings.
+RATE_RULES = {
+    "fa": ("FeedbackAlignment", {}, 1e-3),
+    "fa-st": ("FAStraightThrough", {}, 1e-3),
+    "dfa": ("DirectFeedbackAlignment", {}, 1e-3),
+    "np": ("NodePerturbation", {"sigma": 1e-4}, 3e-4),
+    "wp": ("WeightPerturbation", {"sigma": 1e-4}, 3e-3),
+}
+
+
+def rate_sweep(rules_, decor_lrs, epochs, seeds, mode="scaled", opt_lr=None):
+    """Test accuracy per epoch of each rule x decorrelation rate (0 = none), per seed."""
+    from refnets.algorithms import decorrelation as family
+    from refnets.datasets import load_fashion_mnist_small
+    from refnets.models import mlp
+    from refnets.optim import Adam
+    from refnets.training import train
+
+    data = load_fashion_mnist_small()
+    lam = 0.1 / rules.suggest_decor_lr(data.x_train[:1000], 0.1)
+    print(f"lambda_max(C_x) of the raw training pixels (first 1000): {lam:.2f}", flush=True)
+    rows = []
+    for rule in rules_:
+        cls_name, kwargs, lr = RATE_RULES[rule]
+        lr = lr if opt_lr is None else opt_lr
+        for spec in decor_lrs:
+            eta = (rules.suggest_decor_lr(data.x_train[:1000], float(spec[7:]))
+                   if spec.startswith("target=") else float(spec))
+            accs, secs = [], []
+            for seed in seeds:
+                rng = np.random.default_rng(seed)
+                model = mlp([784, 128, 128, 10], "tanh", rng)
+                decor = Decorrelation(mode=mode, lr=eta) if eta > 0 else False
+                algorithm = getattr(family, cls_name)(decorrelate=decor, **kwargs)
+                t0 = time.perf_counter()
+                h = train(model, algorithm, Adam(lr=lr, beta2=0.9999),
+                          (data.x_train, data.y_train), epochs, 50, rng,
+                          eval_data=(data.x_test, data.y_test), progress=False)
+                accs.append(h.test_acc)
+                secs.append((time.perf_counter() - t0) / epochs)
+            acc = np.array(accs)
+            row = {"rule": rule, "decor lr": spec if eta == 0 or not spec.startswith("target=")
+                   else f"{spec} ({eta:.2g})", "seeds": len(seeds)}
+            for e in sorted({1, min(3, epochs), epochs}):
+                row[f"acc ep {e}"] = f"{acc[:, e - 1].mean():.3f} +- {acc[:, e - 1].std():.3f}"
+            row["s/epoch"] = float(np.mean(secs))
+            rows.append(row)
+            print(f"done: {rule} decor lr {spec}", flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--mode", choices=MODES, default="scaled")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rates", nargs="+", choices=sorted(RATE_RULES), metavar="RULE",
+                   help=f"accuracy sweep over decorrelation rates for these rules "
+                        f"({', '.join(RATE_RULES)}) instead of the timing")
+    p.add_argument("--decor-lr", nargs="+", default=["0", "1e-4", "1e-3"],
+                   help="rates of the sweep: numbers (0 = no decorrelation) or target=T")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. seeds-1")
+    p.add_argument("--opt-lr", type=float, default=None,
+                   help="Adam rate for every rule of the sweep (default: the registry's)")
     args = p.parse_args(argv)
+    if args.rates:
+        rows = rate_sweep(args.rates, args.decor_lr, args.epochs, range(args.seeds), args.mode,
+                          args.opt_lr)
+        print(f"\nembedded Fashion-MNIST subset, test accuracy, mean +- std over seeds "
+              f"0-{args.seeds - 1} (decor mode {args.mode!r})")
+        print(format_table(rows, floatfmt=".2f"))
+        return
     rng = np.random.default_rng(args.seed)
     rows = []
     for name, (make, shape) in CASES.items():

@@ -229,22 +229,80 @@ class DirectFeedbackAlignment(_FeedbackBase):
         return self._finish(model, state, loss, e, caches, grads, record=record, given=given)
 
 
-def _fa_setup(sizes, activation, rng, decorrelate):
+# ---------------------------------------------------------------------------
+# Registry entries (``refnets compare``). Defaults measured on the embedded
+# Fashion-MNIST subset with compare's defaults (784-128-128-10, tanh, batch 50),
+# seeds 0-2, test accuracy after epochs 1 / 3 / 10 (README section 8):
+#   fa 0.670 / 0.800 / 0.828;  decor-fa: decorrelation rate 1e-3 0.757 / 0.796 / 0.805,
+#   3e-4 0.756 / 0.817 / 0.822, 1e-4 0.754 / 0.812 / 0.832 (chosen: the early gain
+#   without the late loss).
+# ---------------------------------------------------------------------------
+#: Decorrelation rate of the FA-family registry entries (see the table above).
+FA_DECOR_LR = 1e-4
+
+
+def _setup(sizes, activation, rng, algorithm, lr=1e-3):
     from ...models import mlp
     from ...optim import Adam
     from .. import Setup
-    return Setup(mlp(sizes, activation, rng), FeedbackAlignment(decorrelate=decorrelate),
-                 Adam(lr=1e-3, beta2=0.9999))
+    return Setup(mlp(sizes, activation, rng), algorithm, Adam(lr=lr, beta2=0.9999))
 
 
 def _build_fa(sizes, activation, rng, x_train=None, y_train=None):
-    """Registry factory: FA, Adam(1e-3, betas 0.9/0.9999)."""
-    return _fa_setup(sizes, activation, rng, False)
+    """FA, Adam(1e-3, betas 0.9/0.9999).
+
+    Fashion-MNIST subset, seeds 0-2, test accuracy after 1 / 3 / 10 epochs:
+    0.670 / 0.800 / 0.828.
+    """
+    return _setup(sizes, activation, rng, FeedbackAlignment())
 
 
 def _build_decor_fa(sizes, activation, rng, x_train=None, y_train=None):
-    """Registry factory: FA with the scaled decorrelation rule (lr 1e-3)."""
-    return _fa_setup(sizes, activation, rng, Decorrelation(lr=1e-3))
+    """FA after the scaled decorrelation rule (rate 1e-4), Adam(1e-3).
+
+    Fashion-MNIST subset, seeds 0-2, after 1 / 3 / 10 epochs: 0.754 / 0.812 /
+    0.832 (plain FA 0.670 / 0.800 / 0.828). Rate 1e-3 helps as much after one
+    epoch (0.757) but ends below plain FA (0.805 after 10).
+    """
+    return _setup(sizes, activation, rng,
+                  FeedbackAlignment(decorrelate=Decorrelation(lr=FA_DECOR_LR)))
+
+
+def _build_fa_st(sizes, activation, rng, x_train=None, y_train=None):
+    """FA with straight-through activations (the authors' "DFA"), Adam(1e-3).
+
+    Fashion-MNIST subset, seeds 0-2, after 1 / 3 / 10 epochs: 0.570 / 0.712 / 0.737.
+    """
+    return _setup(sizes, activation, rng, FAStraightThrough())
+
+
+def _build_decor_fa_st(sizes, activation, rng, x_train=None, y_train=None):
+    """Straight-through FA after decorrelation (rate 1e-4), Adam(1e-3).
+
+    Fashion-MNIST subset, seeds 0-2, after 1 / 3 / 10 epochs: 0.684 / 0.779 /
+    0.814 (rate 1e-3: 0.711 / 0.782 / 0.797).
+    """
+    return _setup(sizes, activation, rng,
+                  FAStraightThrough(decorrelate=Decorrelation(lr=FA_DECOR_LR)))
+
+
+def _build_dfa(sizes, activation, rng, x_train=None, y_train=None):
+    """Direct feedback alignment (Nøkland), Adam(1e-3).
+
+    Fashion-MNIST subset, seeds 0-2, after 1 / 3 / 10 epochs: 0.684 / 0.803 / 0.823.
+    """
+    return _setup(sizes, activation, rng, DirectFeedbackAlignment())
+
+
+def _build_decor_dfa(sizes, activation, rng, x_train=None, y_train=None):
+    """DFA after the scaled decorrelation rule (rate 1e-4), Adam(1e-3).
+
+    Fashion-MNIST subset, seeds 0-2, after 1 / 3 / 10 epochs: 0.755 / 0.811 /
+    0.835 (rate 1e-3: 0.758 / 0.800 / 0.803; the whiten rule at 1e-4:
+    0.742 / 0.803 / 0.833).
+    """
+    return _setup(sizes, activation, rng,
+                  DirectFeedbackAlignment(decorrelate=Decorrelation(lr=FA_DECOR_LR)))
 
 
 def _register():
@@ -253,6 +311,17 @@ def _register():
                     "Lillicrap et al. 2016"))
     register(Method("decor-fa", _build_decor_fa, "feedback alignment after decorrelating R",
                     "Ahmad 2024, arXiv:2407.10780"))
+    register(Method("fa-st", _build_fa_st,
+                    "feedback alignment with straight-through activations (f' := 1)",
+                    "Ahmad 2024 (its code's \"DFA\"); Lillicrap et al. 2016"))
+    register(Method("decor-fa-st", _build_decor_fa_st,
+                    "straight-through feedback alignment after decorrelating R",
+                    "Ahmad 2024, arXiv:2407.10780"))
+    register(Method("dfa", _build_dfa, "direct feedback alignment: output error through fixed D_k",
+                    "Nøkland 2016"))
+    register(Method("decor-dfa", _build_decor_dfa,
+                    "direct feedback alignment after decorrelating R",
+                    "Ahmad 2024; Nøkland 2016"))
 
 
 _register()

@@ -215,7 +215,7 @@ def diag_power(C):
     return float(np.mean(np.diag(C) ** 2))
 
 
-def suggest_decor_lr(h, target=0.1, center=True, n_iter=50):
+def suggest_decor_lr(h, target=0.002, center=True, n_iter=50):
     """A decorrelation rate with eta * lambda_max(C_h) = ``target``  (DEC-21).
 
     The rules are stable only while eta * lambda_max(C_z) << 1, and C_z
@@ -223,10 +223,18 @@ def suggest_decor_lr(h, target=0.1, center=True, n_iter=50):
     widths. lambda_max comes from ``n_iter`` power iterations from a fixed
     start vector (deterministic, no rng).
 
+    Stability is not the whole story: a rate well inside the stable range can
+    still move R faster than the weights can follow. The default target is the
+    one measured best for the feedback-alignment rules on the embedded
+    Fashion-MNIST subset (lambda_max(C_x) = 20.6 on raw pixels; README section
+    8): decor-fa after 10 epochs reached 0.832 at eta = 1e-4 (target 0.002),
+    0.822 at target 0.01 and 0.775 at target 0.1, against 0.828 without
+    decorrelation. Backprop tolerates larger rates (tutorial 40 uses 1e-3).
+
     Parameters
     ----------
     h : ndarray of shape (N, d), a batch of layer inputs
-    target : float in (0, 1)
+    target : float in (0, 1), default 0.002
     center : bool
         Remove the batch mean first (as the decorrelator does with center=True).
 
