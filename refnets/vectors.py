@@ -415,6 +415,32 @@ CASES = {
         "dense": Case(_dense_model, _dense_data, "decorrelation:NodePerturbation",
                       {"sigma": 1e-3, "decorrelate": _decor(0.01)}),
     },
+    "fa-st": {
+        "dense": Case(_dense_model, _dense_data, "decorrelation:FAStraightThrough"),
+    },
+    "decor-fa-st": {
+        "dense": Case(_dense_model, _dense_data, "decorrelation:FAStraightThrough",
+                      {"decorrelate": _decor(0.01)}),
+    },
+    "dfa": {
+        "dense": Case(_dense_model, _dense_data, "decorrelation:DirectFeedbackAlignment"),
+    },
+    "decor-dfa": {
+        "dense": Case(_dense_model, _dense_data, "decorrelation:DirectFeedbackAlignment",
+                      {"decorrelate": _decor(0.01)}),
+    },
+    "np": {
+        "dense": Case(_dense_model, _dense_data, "decorrelation:NodePerturbation",
+                      {"sigma": 1e-3}),
+    },
+    "wp": {
+        "dense": Case(_dense_model, _dense_data, "decorrelation:WeightPerturbation",
+                      {"sigma": 1e-3, "n_draws": 2}),
+    },
+    "decor-wp": {
+        "dense": Case(_dense_model, _dense_data, "decorrelation:WeightPerturbation",
+                      {"sigma": 1e-3, "decorrelate": _decor(0.01)}),
+    },
     "hsic": {
         "dense": Case(_hsic_model, _dense_data, "hsic:HSICBottleneck",
                       {"n_classes": 3, "sigma": 6.0, "beta": 1000.0, "lr": 0.01,
