@@ -397,6 +397,29 @@ CASES = {
                       {"target_step": 0.01, "sigma": 0.2, "feedback_optimizer": "sgd",
                        "feedback_lr": 0.1}, optimizer={"name": "adam", "lr": 0.003}),
     },
+    # the rest of the DTP family, on dtp's net (two hidden layers: a learned feedback map)
+    "tp": {
+        "dense": Case(_deep_dense_model, _dense_data,
+                      "target_propagation:DifferenceTargetPropagation",
+                      {"target_step": 0.05, "sigma": 0.2, "difference": False,
+                       "feedback_optimizer": "sgd", "feedback_lr": 0.05}),
+    },
+    "drl": {
+        "dense": Case(_deep_dense_model, _dense_data,
+                      "target_propagation:DifferenceReconstructionLoss",
+                      {"target_step": 0.05, "sigma": 0.2, "first_target": "output_grad",
+                       "feedback_optimizer": "sgd", "feedback_lr": 0.05,
+                       "feedback_iterations": 2}),
+    },
+    "fw-dtp": {
+        "dense": Case(_deep_dense_model, _dense_data, "target_propagation:FixedWeightDTP",
+                      {"target_step": 0.05, "first_target": "output_grad"}),
+    },
+    "ddtp": {
+        "dense": Case(_deep_dense_model, _dense_data, "target_propagation:DirectDTP",
+                      {"target_step": 0.05, "sigma": 0.2, "feedback_optimizer": "sgd",
+                       "feedback_lr": 0.05}),
+    },
     "decor-bp": {
         "dense": Case(_dense_model, _dense_data, "decorrelation:DecorrelatedBackprop",
                       {"decorrelate": _decor(0.01)}, optimizer={"name": "adam", "lr": 0.01}),
