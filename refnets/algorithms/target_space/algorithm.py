@@ -467,6 +467,11 @@ class TargetSpace(Algorithm):
                                       quantity=f"targets {key}")
         record.put("xbar", state["xbar"])
         params, recs = self.realise(model, state, record=record)
+        for k, p in enumerate(params):
+            if p is not None and not all(np.all(np.isfinite(v)) for v in p.values()):
+                raise DivergenceError(f"{where}: the weights realised from targets '{k}.T' "
+                                      f"contain NaN or inf (diverged); try a smaller learning "
+                                      f"rate", quantity=f"realised weights of layer {k}")
         solved = [recs[k] for k, p in enumerate(params) if p is not None]  # the solved layers
         cond_max = max(float(rec["solve"]["cond"]) for rec in solved)
         self._check_conditioning(state, cond_max, where)

@@ -425,3 +425,18 @@ def test_presets_run_on_conv_and_rnn(rng, follow, case):
     state = algo.init_state(model, rng)
     res = algo.step(model, state, x, y, rng)
     assert np.isfinite(res.loss) and set(res.grads) == set(state["targets"])
+
+
+def test_huge_targets_diverge_without_a_conditioning_warning(rng):
+    """Targets blown up by a huge learning rate: the step names the realised weights that
+    went non-finite (DivergenceError) instead of first warning about conditioning."""
+    from refnets.validation import DivergenceError
+    from refnets.optim import Adam
+    model, algo, x, y = _dense(rng)
+    state = algo.init_state(model, rng)
+    opt = Adam(lr=1e308)
+    opt.update(algo.variables(model, state), algo.step(model, state, x, y, rng).grads)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("error")
+        with pytest.raises(DivergenceError, match=r"weights realised from targets '\d.T'"):
+            algo.step(model, state, x, y, rng)
