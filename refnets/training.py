@@ -167,7 +167,8 @@ def _check_pair(data, name, batch_axis):
 def _method_name(algorithm):
     name = getattr(algorithm, "name", None)
     cls = type(algorithm).__name__
-    return f"{cls} ({name})" if isinstance(name, str) and name != cls else cls
+    # the registry name when the class sets one ("algorithm" is the base class's placeholder)
+    return f"{cls} ({name})" if isinstance(name, str) and name not in (cls, "algorithm") else cls
 
 
 def _diverged(algorithm, optimizer, epoch, step, steps, quantity, detail):

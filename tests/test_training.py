@@ -9,6 +9,7 @@ from refnets.algorithms.base import Algorithm, StepResult
 from refnets.datasets import two_spirals
 from refnets.optim import SGD, Adam
 from refnets.training import evaluate, masked_accuracy, train
+from refnets.validation import DivergenceError
 
 
 def _spirals_run(seed, epochs=5):
@@ -126,8 +127,36 @@ class _Diverging(_Recorder):
 
 def test_non_finite_loss_names_epoch_and_step():
     x, y = np.zeros((8, 1)), np.zeros(8, dtype=np.int64)
-    with pytest.raises(FloatingPointError, match=r"epoch 2, step 1/4.*smaller learning rate"):
+    with pytest.raises(DivergenceError, match=r"train: _Diverging diverged at epoch 2, step 1/4: "
+                                              r"loss became non-finite; optimizer lr = 0.1\. .*"
+                                              r"smaller learning rate") as info:
         train(None, _Diverging(), SGD(0.1), (x, y), 3, 2, np.random.default_rng(0), progress=False)
+    assert info.value.quantity == "loss"
+
+
+class _RaisesDivergence(_Recorder):
+    def step(self, model, state, x, y, rng):
+        raise DivergenceError("inner: target of layer 2 is nan; try a smaller target_step",
+                              quantity="target")
+
+
+def test_a_steps_divergence_error_is_re_raised_with_epoch_step_and_its_hint():
+    x, y = np.zeros((8, 1)), np.zeros(8, dtype=np.int64)
+    with pytest.raises(DivergenceError, match=r"at epoch 1, step 1/4: target became non-finite.*"
+                                              r"inner: target of layer 2 is nan; try a smaller "
+                                              r"target_step"):
+        train(None, _RaisesDivergence(), SGD(0.1), (x, y), 1, 2, np.random.default_rng(0),
+              progress=False)
+
+
+def test_start_epoch_and_checkpoint_arguments(tmp_path):
+    args = dict(model=None, algorithm=_Recorder(), optimizer=SGD(0.1),
+                data=(np.zeros((4, 1)), np.zeros(4, int)), epochs=3, batch_size=2,
+                rng=np.random.default_rng(0), progress=False)
+    with pytest.raises(ValueError, match=r"train: start_epoch must be >= 1 and <= 3, got 4"):
+        train(**args, start_epoch=4)
+    h = train(**args, start_epoch=3)
+    assert h.epochs == 1
 
 
 def test_bad_info_value_is_rejected():
