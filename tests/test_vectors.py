@@ -268,3 +268,39 @@ def test_model_config_round_trip_functional_layers(rng):
         assert vectors.model_config(rebuilt) == cfg
         rebuilt.set_params(model.copy_params())
         assert np.array_equal(rebuilt.forward(x)[0], model.forward(x)[0])
+
+
+def _all_cases():
+    return [pytest.param(m, c, id=f"{m}-{c}") for m in vectors.CASES for c in vectors.CASES[m]]
+
+
+@pytest.mark.parametrize("method,case_name", _all_cases())
+def test_trace_changes_nothing_and_step_replays_it_bit_for_bit(method, case_name):
+    """For every case of every method: trace leaves model, state and rng untouched, and
+    step(..., rng=None, **trace['given']) reproduces its grads and after-state exactly."""
+    case = vectors.CASES[method][case_name]
+    rng = np.random.default_rng(3)
+    model = case.model(rng)
+    (x, y), *_ = case.data(rng)
+    algo = vectors._build_algorithm(case.config(model)["algorithm"], case.loss,
+                                    None if case.arrays is None else case.arrays(rng))
+    state = algo.init_state(model, rng)
+    params, flat = model.copy_params(), vectors._flatten_state(state)
+    rng_state = rng.bit_generator.state
+    tr = algo.trace(model, state, x, y, rng)
+    assert rng.bit_generator.state == rng_state
+    for key, value in params.items():
+        assert np.array_equal(model.params()[key], value), key
+    after_trace = vectors._flatten_state(state)
+    assert sorted(after_trace) == sorted(flat)
+    for key, value in flat.items():
+        assert np.array_equal(after_trace[key], value), key
+    res = algo.step(model, state, x, y, None, **tr["given"])
+    assert res.loss == tr["loss"]
+    assert sorted(res.grads) == sorted(tr["grads"])
+    for key, value in res.grads.items():
+        assert np.array_equal(value, tr["grads"][key]), key
+    want, got = vectors._flatten_state(tr["after"]), vectors._flatten_state(state)
+    assert sorted(want) == sorted(got)
+    for key, value in want.items():
+        assert np.array_equal(got[key], value), key
