@@ -12,7 +12,9 @@ expected and what was received.
 Which calls are "internal"? A user may call any layer's ``forward`` directly,
 so the layers always call :func:`check_input`. Code that hands refnets' own
 arrays from one layer to the next (``Sequential`` after its first layer,
-``train`` after it has checked the whole data set once) runs inside
+``Residual`` inside its branch, ``train`` after it has checked the whole data
+set once, and every algorithm's ``step``/``predict``/``trace`` after checking
+its ``x`` and ``y``, see :mod:`refnets.algorithms.base`) runs inside
 ``with trusted():``; there :func:`check_input` still converts to float64 and
 checks shapes, but skips the scan for NaN/inf, which would cost time on every
 hidden activation and would call a diverging run "bad data". A non-finite
