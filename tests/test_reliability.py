@@ -327,3 +327,21 @@ def test_method_hyperparameters_of_the_wrong_type(name):
             value = ("0.1", [1.0], np.nan)[i]
             with pytest.raises(ValueError, match=rf"{p.name}"):
                 cls(**{**required, p.name: value})
+
+
+@pytest.mark.parametrize("name", available_methods())
+def test_given_values_are_checked_like_data(name):
+    """A given draw (cross-checking) with NaN, or non-integer row indices, is refused by name."""
+    s, x, y, r = _setup(name)
+    state = s.algorithm.init_state(s.model, r)
+    given = s.algorithm.trace(s.model, state, x, y, r)["given"]
+    if not given:
+        pytest.skip(f"{name} draws nothing per step")
+    rng = _rng("given", name)
+    for kw, family in given.items():
+        key = sorted(family)[int(rng.integers(0, len(family)))]
+        value = np.array(family[key], dtype=float)
+        value.flat[int(rng.integers(0, value.size))] = np.nan
+        with pytest.raises(ValueError, match=rf"given {kw}\[{key!r}\] (contains a non-finite "
+                                             rf"value \(nan\)|must hold integers)"):
+            s.algorithm.step(s.model, state, x, y, None, **{**given, kw: {**family, key: value}})

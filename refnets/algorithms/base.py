@@ -53,7 +53,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..losses import softmax_cross_entropy
-from ..validation import DivergenceError, check_input, is_trusted, trusted
+from ..validation import (DivergenceError, NonFiniteInputError, check_input, is_trusted,
+                          trusted)
 
 __all__ = ["StepResult", "Algorithm", "backprop_gradients", "check_loss_finite", "check_labels",
            "Recorder", "NULL_RECORDER", "as_recorder", "given_or_draw", "check_given"]
@@ -166,10 +167,21 @@ def given_or_draw(given, name, key, shape, draw, rng, record=NULL_RECORDER, wher
     """
     family = given.get(name)
     if family is not None and key in family:
-        value = np.array(family[key], dtype=dtype, copy=True)
+        raw = np.asarray(family[key])
+        if np.issubdtype(dtype, np.integer) and not np.issubdtype(raw.dtype, np.integer):
+            if not (np.issubdtype(raw.dtype, np.floating) and np.isfinite(raw).all()
+                    and np.array_equal(raw, np.round(raw))):
+                raise ValueError(f"{where}: given {name}[{key!r}] must hold integers (row "
+                                 f"indices), got dtype {raw.dtype}")
+        value = np.array(raw, dtype=dtype, copy=True)
         if value.shape != tuple(shape):
             raise ValueError(f"{where}: given {name}[{key!r}] must have shape {tuple(shape)}, "
                              f"got {value.shape}")
+        if not np.isfinite(value).all():        # always the caller's array: always scanned
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])
+            raise NonFiniteInputError(f"{where}: given {name}[{key!r}] contains a non-finite "
+                                      f"value ({value[bad]}) at index {bad}; expected finite "
+                                      f"values", where=where, name=f"{name}[{key!r}]", index=bad)
     else:
         if rng is None:
             raise ValueError(f"{where}: rng is None and {name}[{key!r}] was not given; pass an "
