@@ -61,27 +61,17 @@ import importlib
 import inspect
 import json
 import sys
-from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from . import __version__
-from .algorithms.base import Algorithm, Recorder
-from .layers import activations as _act
-from .layers.conv import Conv2D
-from .layers.conv_transpose import ConvTranspose2D
-from .layers.dense import Dense
-from .layers.functional import FunctionalConv2D, FunctionalDense, FunctionalRNN
-from .layers.normalization import BatchNorm
-from .layers.pooling import AvgPool2D, Flatten, MaxPool2D
-from .layers.recurrent import RNN, LastStep
-from .layers.residual import Residual
-from .models import Sequential
+from .. import __version__
+from ..algorithms.base import Algorithm, Recorder
+from .cases import CASES, STEPS, Case, exportable_methods
+from .config import model_config, model_from_config
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "TOL", "VectorFileError", "model_config",
            "model_from_config", "relative_error", "export_vectors", "check_vectors",
-           "CASES", "exportable_methods", "add_subparser"]
+           "CASES", "Case", "STEPS", "exportable_methods", "add_subparser"]
 
 SCHEMA = "refnets-vectors"
 SCHEMA_VERSION = 1
@@ -91,399 +81,10 @@ TOL = 1e-8
 ROLES = ("param", "given", "input", "trace", "grad", "after")
 OUTPUT_ROLES = ("trace", "grad", "after")
 RELATIVE_ERROR = "max|got - expected| / max(max|expected|, max|got|); 0 when both are all zero"
-STEPS = 3
 
 
 class VectorFileError(ValueError):
     """A conformance-vector file that does not follow the schema."""
-
-
-# -- model <-> config ---------------------------------------------------------------------------
-
-def _pair(p):
-    return [int(p[0]), int(p[1])]
-
-
-def _layer_config(layer):
-    t = type(layer).__name__
-    if isinstance(layer, Dense):
-        return {"type": t, "n_in": layer.n_in, "n_out": layer.n_out, "bias": layer.bias}
-    if isinstance(layer, ConvTranspose2D):
-        return {"type": t, "c_in": layer.c_in, "c_out": layer.c_out,
-                "kernel_size": _pair(layer.kernel_size), "stride": _pair(layer.stride),
-                "padding": _pair(layer.padding), "output_padding": _pair(layer.output_padding),
-                "bias": layer.bias}
-    if isinstance(layer, Conv2D):
-        return {"type": t, "c_in": layer.c_in, "c_out": layer.c_out,
-                "kernel_size": _pair(layer.kernel_size), "stride": _pair(layer.stride),
-                "padding": _pair(layer.padding), "bias": layer.bias}
-    if isinstance(layer, (MaxPool2D, AvgPool2D)):
-        return {"type": t, "size": _pair(layer.size), "stride": _pair(layer.stride)}
-    if isinstance(layer, RNN):
-        return {"type": t, "n_in": layer.n_in, "n_hidden": layer.n_hidden}
-    if isinstance(layer, BatchNorm):
-        return {"type": t, "n_features": layer.n_features, "affine": layer.affine,
-                "eps": layer.eps, "momentum": layer.momentum}
-    if isinstance(layer, Residual):
-        return {"type": t, "branch": [_layer_config(sub) for sub in layer.branch],
-                "activation": _layer_config(layer.activation)}
-    if isinstance(layer, FunctionalConv2D):
-        if layer.signs is not None:
-            raise ValueError(f"model_config: {layer!r} has fixed random signs, which the config "
-                             f"does not hold yet")
-        return {"type": t, "c_in": layer.c_in, "c_out": layer.c_out,
-                "kernel_size": _pair(layer.kernel_size), "function": layer.function.name,
-                "stride": layer.stride, "padding": layer.padding}
-    if isinstance(layer, FunctionalRNN):
-        if layer.input_ftm.signs is not None or layer.recurrent_ftm.signs is not None:
-            raise ValueError(f"model_config: {layer!r} has fixed random signs, which the config "
-                             f"does not hold yet")
-        return {"type": t, "n_in": layer.n_in, "n_hidden": layer.n_hidden,
-                "function": layer.input_ftm.function.name,
-                "recurrent_function": layer.recurrent_ftm.function.name}
-    if isinstance(layer, FunctionalDense):
-        if layer.signs is not None:
-            raise ValueError(f"model_config: {layer!r} has fixed random signs, which the config "
-                             f"does not hold yet")
-        return {"type": t, "n_in": layer.n_in, "n_out": layer.n_out,
-                "function": layer.function.name, "path": layer.path, "bias": layer.bias}
-    if type(layer) in (Flatten, LastStep):
-        return {"type": t}
-    if isinstance(layer, _act.Activation) and type(layer).__name__ in _ACTIVATIONS:
-        cfg = {"type": t}
-        if hasattr(layer, "alpha"):
-            cfg["alpha"] = float(layer.alpha)
-        return cfg
-    raise ValueError(f"model_config: layer {type(layer).__name__} has no config form yet "
-                     f"(supported: {sorted(_BUILDERS)})")
-
-
-_ACTIVATIONS = {cls.__name__: cls for cls in (_act.Identity, _act.Tanh, _act.ReLU,
-                                              _act.LeakyReLU, _act.Sigmoid, _act.Softplus)}
-
-
-def _json_pair(v):
-    return tuple(v) if isinstance(v, list) else v
-
-
-def _rng():
-    # Constructors draw initial weights; every value is then replaced by the file's.
-    return np.random.default_rng(0)
-
-
-_BUILDERS = {
-    "Dense": lambda c: Dense(c["n_in"], c["n_out"], _rng(), bias=c.get("bias", True)),
-    "Conv2D": lambda c: Conv2D(c["c_in"], c["c_out"], tuple(c["kernel_size"]),
-                               stride=tuple(c.get("stride", (1, 1))),
-                               padding=tuple(c.get("padding", (0, 0))), rng=_rng(),
-                               bias=c.get("bias", True)),
-    "ConvTranspose2D": lambda c: ConvTranspose2D(
-        c["c_in"], c["c_out"], tuple(c["kernel_size"]), stride=tuple(c.get("stride", (1, 1))),
-        padding=tuple(c.get("padding", (0, 0))),
-        output_padding=tuple(c.get("output_padding", (0, 0))), rng=_rng(),
-        bias=c.get("bias", True)),
-    "MaxPool2D": lambda c: MaxPool2D(tuple(c["size"]), tuple(c.get("stride", c["size"]))),
-    "AvgPool2D": lambda c: AvgPool2D(tuple(c["size"]), tuple(c.get("stride", c["size"]))),
-    "RNN": lambda c: RNN(c["n_in"], c["n_hidden"], _rng()),
-    "BatchNorm": lambda c: BatchNorm(c["n_features"], affine=c.get("affine", False),
-                                     eps=c.get("eps", 1e-5), momentum=c.get("momentum", 0.1)),
-    "Residual": lambda c: Residual([_layer_from_config(b) for b in c["branch"]],
-                                   _layer_from_config(c["activation"])),
-    "FunctionalDense": lambda c: FunctionalDense(c["n_in"], c["n_out"], c["function"], _rng(),
-                                                 path=c.get("path", "auto"),
-                                                 bias=c.get("bias", True)),
-    "FunctionalConv2D": lambda c: FunctionalConv2D(
-        c["c_in"], c["c_out"], tuple(c["kernel_size"]), c["function"], _rng(),
-        stride=_json_pair(c.get("stride", 1)), padding=_json_pair(c.get("padding", 0))),
-    "FunctionalRNN": lambda c: FunctionalRNN(c["n_in"], c["n_hidden"], c["function"], _rng(),
-                                             recurrent_function=c.get("recurrent_function")),
-    "Flatten": lambda c: Flatten(),
-    "LastStep": lambda c: LastStep(),
-    **{name: (lambda c, cls=cls: cls(**({"alpha": c["alpha"]} if "alpha" in c else {})))
-       for name, cls in _ACTIVATIONS.items()},
-}
-
-
-def _layer_from_config(cfg):
-    if not isinstance(cfg, dict) or cfg.get("type") not in _BUILDERS:
-        raise ValueError(f"model_from_config: each layer must be a dict with 'type' one of "
-                         f"{sorted(_BUILDERS)}, got {cfg!r}")
-    try:
-        return _BUILDERS[cfg["type"]](cfg)
-    except KeyError as exc:
-        raise ValueError(f"model_from_config: layer {cfg['type']} needs the key {exc}, "
-                         f"got {cfg!r}") from None
-
-
-def model_config(model):
-    """A JSON-able description of a Sequential: one dict per layer (type and constructor keywords).
-
-    Parameter values are not part of it; :func:`model_from_config` builds the
-    same structure (with throw-away initial values to be replaced).
-    """
-    if not isinstance(model, Sequential):
-        raise ValueError(f"model_config: model must be a refnets Sequential, "
-                         f"got {type(model).__name__}")
-    return [_layer_config(layer) for layer in model.layers]
-
-
-def model_from_config(config):
-    """Inverse of :func:`model_config` (the parameters are placeholders)."""
-    if not isinstance(config, list) or not config:
-        raise ValueError(f"model_from_config: config must be a non-empty list of layer dicts, "
-                         f"got {config!r}")
-    return Sequential([_layer_from_config(c) for c in config])
-
-
-# -- the cases -----------------------------------------------------------------------------------
-
-@dataclass
-class Case:
-    """One small, fully specified run of a method.
-
-    ``model(rng)`` builds the network, ``data(rng)`` the three minibatches
-    ``[(x, y), ...]``; ``algorithm`` is ``"module:Class"`` under
-    ``refnets.algorithms`` with ``kwargs``; ``loss`` a name in refnets.losses;
-    ``optimizer`` the keywords of :func:`refnets.optim.get_optimizer`.
-    """
-
-    model: Callable
-    data: Callable
-    algorithm: str
-    kwargs: dict = field(default_factory=dict)
-    loss: str = "softmax_cross_entropy"
-    optimizer: dict = field(default_factory=lambda: {"name": "sgd", "lr": 0.1})
-    tol: dict = field(default_factory=dict)   # key suffix -> tolerance, where TOL is too tight
-    #: ``arrays(rng) -> {name: array}``: array keywords of the algorithm, stored as
-    #: ``algo/{name}`` (role input) and written in ``kwargs`` as ``{"array": name}``
-    arrays: Callable = None
-
-    def config(self, model):
-        return {"model": model_config(model),
-                "algorithm": {"class": self.algorithm, "kwargs": self.kwargs},
-                "loss": self.loss, "optimizer": self.optimizer, "steps": STEPS}
-
-
-def _dense_model(rng, sizes=(4, 5, 3), act="tanh"):
-    from .models import mlp
-    model = mlp(list(sizes), act, rng)
-    for key, value in model.params().items():      # non-zero biases: a bias bug shows
-        if key.endswith(".b"):
-            value[...] = 0.1 * rng.standard_normal(value.shape)
-    return model
-
-
-def _dense_data(rng, n_in=4, n_classes=3, n=6):
-    return [(rng.standard_normal((n, n_in)), rng.integers(0, n_classes, n)) for _ in range(STEPS)]
-
-
-def _deep_dense_model(rng):
-    """Three Dense layers: DTP's first target sits on the second, so one inverse g is used."""
-    return _dense_model(rng, (4, 5, 5, 3))
-
-
-def _conv_model(rng, hidden=()):
-    from .models import convnet
-    model = convnet((1, 6, 6), [2], 3, 3, rng, hidden=hidden)
-    for key, value in model.params().items():
-        if key.endswith(".b"):
-            value[...] = 0.1 * rng.standard_normal(value.shape)
-    return model
-
-
-def _deep_conv_model(rng):
-    return _conv_model(rng, hidden=(4,))
-
-
-def _conv_data(rng, n=4):
-    return [(rng.standard_normal((n, 1, 6, 6)), rng.integers(0, 3, n)) for _ in range(STEPS)]
-
-
-def _rnn_model(rng):
-    from .models import rnn_classifier
-    model = rnn_classifier(2, 4, 3, rng)
-    model.layers[0].params["b"][...] = 0.1 * rng.standard_normal(4)
-    return model
-
-
-def _rnn_data(rng, n=4, T=5):
-    return [(rng.standard_normal((T, n, 2)), rng.integers(0, 3, n)) for _ in range(STEPS)]
-
-
-def _hsic_model(rng):
-    from .algorithms.hsic import hsic_mlp
-    return hsic_mlp([4, 5, 3], rng, activation="relu")
-
-
-def _ftm_model(rng):
-    from .algorithms.functional_transfer import ftnn
-    return ftnn([4, 5, 3], "F03", "tanh", rng)
-
-
-def _ts_source(rng):
-    return {"x_source": rng.standard_normal((8, 4))}
-
-
-def _ts_conv_source(rng):
-    return {"x_source": rng.standard_normal((4, 1, 6, 6))}
-
-
-def _ts_rnn_source(rng):
-    return {"x_source": rng.standard_normal((5, 6, 2))}
-
-
-def _hsic_conv_model(rng):
-    from .algorithms.hsic import hsic_resconv
-    return hsic_resconv((1, 7, 7), rng, channels=2, n_blocks=1, width=3, kernel_size=3)
-
-
-def _hsic_conv_data(rng, n=6):
-    return [(rng.standard_normal((n, 1, 7, 7)), rng.integers(0, 3, n)) for _ in range(STEPS)]
-
-
-def _ftm_conv_model(rng):
-    from .layers import Tanh
-    from .layers.functional import FunctionalConv2D, FunctionalDense
-    return Sequential([FunctionalConv2D(1, 2, 3, "F03", rng, padding=1), Tanh(), Flatten(),
-                       FunctionalDense(72, 3, "F03", rng)])
-
-
-def _ftm_rnn_model(rng):
-    from .layers.functional import FunctionalDense, FunctionalRNN
-    return Sequential([FunctionalRNN(2, 4, "F03", rng), LastStep(),
-                       FunctionalDense(4, 3, "F03", rng)])
-
-
-def _decor(lr):
-    """Keyword value of a decorrelator (an object, written as class + keywords)."""
-    return {"class": "decorrelation:Decorrelation", "kwargs": {"lr": lr}}
-
-
-#: method name -> {case name: Case}. A method whose package makes every draw
-#: injectable and records its trace gets its cases here.
-CASES = {
-    "backprop": {
-        "dense": Case(_dense_model, _dense_data, "backprop:Backprop",
-                      optimizer={"name": "adam", "lr": 0.05}),
-        "conv": Case(_conv_model, _conv_data, "backprop:Backprop",
-                     optimizer={"name": "momentum", "lr": 0.1, "momentum": 0.9}),
-        "rnn": Case(_rnn_model, _rnn_data, "backprop:Backprop"),
-    },
-    "target-space": {
-        "dense": Case(_dense_model, _dense_data, "target_space:TargetSpace",
-                      {"x_source": {"array": "x_source"}, "realisation_batch_size": 6,
-                       "pseudoinverse_l2_regularisation": 0.1},
-                      optimizer={"name": "adam", "lr": 0.01}, arrays=_ts_source),
-        "conv": Case(_conv_model, _conv_data, "target_space:TargetSpace",
-                     {"x_source": {"array": "x_source"}, "realisation_batch_size": 3,
-                      "pseudoinverse_l2_regularisation": 0.1}, arrays=_ts_conv_source),
-        "rnn": Case(_rnn_model, _rnn_data, "target_space:TargetSpace",
-                    {"x_source": {"array": "x_source"}, "realisation_batch_size": 4,
-                     "pseudoinverse_l2_regularisation": 0.1}, arrays=_ts_rnn_source),
-    },
-    "dtp": {
-        "dense": Case(_deep_dense_model, _dense_data,
-                      "target_propagation:DifferenceTargetPropagation",
-                      {"target_step": 0.01, "sigma": 0.2, "feedback_optimizer": "adam",
-                       "feedback_lr": 0.003}, optimizer={"name": "adam", "lr": 0.003}),
-        "conv": Case(_deep_conv_model, _conv_data,
-                     "target_propagation:ConvDifferenceTargetPropagation",
-                     {"target_step": 0.01, "sigma": 0.2}),
-        "rnn": Case(_rnn_model, _rnn_data, "target_propagation:TargetPropagationThroughTime"),
-    },
-    "dtp-ldrl": {
-        "dense": Case(_deep_dense_model, _dense_data,
-                      "target_propagation:LocalDifferenceReconstructionLoss",
-                      {"target_step": 0.01, "sigma": 0.2, "feedback_optimizer": "sgd",
-                       "feedback_lr": 0.1}, optimizer={"name": "adam", "lr": 0.003}),
-    },
-    # the rest of the DTP family, on dtp's net (two hidden layers: a learned feedback map)
-    "tp": {
-        "dense": Case(_deep_dense_model, _dense_data,
-                      "target_propagation:DifferenceTargetPropagation",
-                      {"target_step": 0.05, "sigma": 0.2, "difference": False,
-                       "feedback_optimizer": "sgd", "feedback_lr": 0.05}),
-    },
-    "drl": {
-        "dense": Case(_deep_dense_model, _dense_data,
-                      "target_propagation:DifferenceReconstructionLoss",
-                      {"target_step": 0.05, "sigma": 0.2, "first_target": "output_grad",
-                       "feedback_optimizer": "sgd", "feedback_lr": 0.05,
-                       "feedback_iterations": 2}),
-    },
-    "fw-dtp": {
-        "dense": Case(_deep_dense_model, _dense_data, "target_propagation:FixedWeightDTP",
-                      {"target_step": 0.05, "first_target": "output_grad"}),
-    },
-    "ddtp": {
-        "dense": Case(_deep_dense_model, _dense_data, "target_propagation:DirectDTP",
-                      {"target_step": 0.05, "sigma": 0.2, "feedback_optimizer": "sgd",
-                       "feedback_lr": 0.05}),
-    },
-    "decor-bp": {
-        "dense": Case(_dense_model, _dense_data, "decorrelation:DecorrelatedBackprop",
-                      {"decorrelate": _decor(0.01)}, optimizer={"name": "adam", "lr": 0.01}),
-        "conv": Case(_conv_model, _conv_data, "decorrelation:DecorrelatedBackprop",
-                     {"decorrelate": _decor(0.01)}),
-    },
-    "fa": {
-        "dense": Case(_dense_model, _dense_data, "decorrelation:FeedbackAlignment"),
-        "conv": Case(_conv_model, _conv_data, "decorrelation:FeedbackAlignment"),
-    },
-    "decor-fa": {
-        "dense": Case(_dense_model, _dense_data, "decorrelation:FeedbackAlignment",
-                      {"decorrelate": _decor(0.01)}),
-    },
-    "decor-np": {
-        "dense": Case(_dense_model, _dense_data, "decorrelation:NodePerturbation",
-                      {"sigma": 1e-3, "decorrelate": _decor(0.01)}),
-    },
-    "fa-st": {
-        "dense": Case(_dense_model, _dense_data, "decorrelation:FAStraightThrough"),
-    },
-    "decor-fa-st": {
-        "dense": Case(_dense_model, _dense_data, "decorrelation:FAStraightThrough",
-                      {"decorrelate": _decor(0.01)}),
-    },
-    "dfa": {
-        "dense": Case(_dense_model, _dense_data, "decorrelation:DirectFeedbackAlignment"),
-    },
-    "decor-dfa": {
-        "dense": Case(_dense_model, _dense_data, "decorrelation:DirectFeedbackAlignment",
-                      {"decorrelate": _decor(0.01)}),
-    },
-    "np": {
-        "dense": Case(_dense_model, _dense_data, "decorrelation:NodePerturbation",
-                      {"sigma": 1e-3}),
-    },
-    "wp": {
-        "dense": Case(_dense_model, _dense_data, "decorrelation:WeightPerturbation",
-                      {"sigma": 1e-3, "n_draws": 2}),
-    },
-    "decor-wp": {
-        "dense": Case(_dense_model, _dense_data, "decorrelation:WeightPerturbation",
-                      {"sigma": 1e-3, "decorrelate": _decor(0.01)}),
-    },
-    "hsic": {
-        "dense": Case(_hsic_model, _dense_data, "hsic:HSICBottleneck",
-                      {"n_classes": 3, "sigma": 6.0, "beta": 1000.0, "lr": 0.01,
-                       "weight_decay": 1e-3}),
-        "conv": Case(_hsic_conv_model, _hsic_conv_data, "hsic:HSICBottleneck",
-                     {"n_classes": 3, "sigma": 6.0, "beta": 1000.0, "lr": 0.01,
-                      "weight_decay": 1e-3}),
-    },
-    "ftm": {
-        "dense": Case(_ftm_model, _dense_data, "functional_transfer:FunctionalTransfer",
-                      optimizer={"name": "adam", "lr": 0.01}),
-        "conv": Case(_ftm_conv_model, _conv_data, "functional_transfer:FunctionalTransfer"),
-        "rnn": Case(_ftm_rnn_model, _rnn_data, "functional_transfer:FunctionalTransfer"),
-    },
-}
-
-
-def exportable_methods():
-    """Names of the methods ``refnets vectors export`` covers."""
-    return list(CASES)
 
 
 # -- running a case (the one code path of export and check) -------------------------------------
@@ -492,7 +93,7 @@ _LOSSES = ("softmax_cross_entropy", "masked_softmax_cross_entropy", "mse")
 
 
 def _build_algorithm(cfg, loss_name, algo_arrays=None):
-    from . import losses
+    from .. import losses
     if not isinstance(cfg, dict) or not isinstance(cfg.get("class"), str) \
             or not isinstance(cfg.get("kwargs", {}), dict):
         raise VectorFileError(f"algorithm must be {{'class': 'module:Class', 'kwargs': {{...}}}}, "
@@ -539,7 +140,7 @@ def _decode(value, algo_arrays):
 
 
 def _build_optimizer(cfg):
-    from .optim import get_optimizer
+    from ..optim import get_optimizer
     if not isinstance(cfg, dict) or "name" not in cfg:
         raise VectorFileError(f"optimizer must be {{'name': ..., keywords}}, got {cfg!r}")
     kwargs = {k: v for k, v in cfg.items() if k != "name"}
@@ -690,7 +291,7 @@ def export_vectors(method, path, seed=0):
     Returns the manifest (a dict).
     """
     if method not in CASES:
-        from .algorithms import available_methods
+        from ..algorithms import available_methods
         known = available_methods()
         status = "a registered method without conformance cases yet" if method in known \
             else "not a registered method"
