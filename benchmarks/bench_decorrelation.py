@@ -132,9 +132,9 @@ def rate_sweep(rules_, decor_lrs, epochs, seeds, mode="scaled", opt_lr=None):
     for rule in rules_:
         cls_name, kwargs, lr = RATE_RULES[rule]
         lr = lr if opt_lr is None else opt_lr
-        for spec in decor_lrs:
-            eta = (rules.suggest_decor_lr(data.x_train[:1000], float(spec[7:]))
-                   if spec.startswith("target=") else float(spec))
+        for given_rate in decor_lrs:
+            eta = (rules.suggest_decor_lr(data.x_train[:1000], float(given_rate[7:]))
+                   if given_rate.startswith("target=") else float(given_rate))
             accs, secs = [], []
             for seed in seeds:
                 rng = np.random.default_rng(seed)
@@ -148,13 +148,14 @@ def rate_sweep(rules_, decor_lrs, epochs, seeds, mode="scaled", opt_lr=None):
                 accs.append(h.test_acc)
                 secs.append((time.perf_counter() - t0) / epochs)
             acc = np.array(accs)
-            row = {"rule": rule, "decor lr": spec if eta == 0 or not spec.startswith("target=")
-                   else f"{spec} ({eta:.2g})", "seeds": len(seeds)}
+            label = (f"{given_rate} ({eta:.2g})" if given_rate.startswith("target=")
+                     else given_rate)
+            row = {"rule": rule, "decor lr": label, "seeds": len(seeds)}
             for e in sorted({1, min(3, epochs), epochs}):
                 row[f"acc ep {e}"] = f"{acc[:, e - 1].mean():.3f} +- {acc[:, e - 1].std():.3f}"
             row["s/epoch"] = float(np.mean(secs))
             rows.append(row)
-            print(f"done: {rule} decor lr {spec}", flush=True)
+            print(f"done: {rule} decor lr {given_rate}", flush=True)
     return rows
 
 

@@ -121,7 +121,8 @@ class Decorrelation:
         self.max_norm = (None if max_norm is None
                          else check_number(max_norm, "max_norm", where, low=0, low_open=True))
         self.zca_eps = check_number(zca_eps, "zca_eps", where, low=0)
-        self.follow = None if follow is None else check_choice(follow, "follow", tuple(FOLLOW), where)
+        self.follow = (None if follow is None
+                       else check_choice(follow, "follow", tuple(FOLLOW), where))
         switches = dict(_DEFAULTS, **(FOLLOW[follow] if follow is not None else {}))
         given = {"sub_batch": sub_batch, "center": center, "legacy_head_dense": legacy_head_dense}
         switches.update({key: v for key, v in given.items() if v is not None})
@@ -230,7 +231,7 @@ class Decorrelation:
                                  f"got {np.shape(h)}")
             p = layer.params if params is None else params
             mu_used, through = self._mean(h, st, train, mu, (0, 2, 3))
-            hc = h - mu_used[:, None, None]                     # (DEC-1) per channel, before padding
+            hc = h - mu_used[:, None, None]                     # (DEC-1) per channel, pre-padding
             kh, kw = layer.kernel_size
             cols = im2col(hc, kh, kw, layer.stride, layer.padding)   # (N*P, D) patches
             z = cols @ R.T                                      # (DEC-2a) z = R patch

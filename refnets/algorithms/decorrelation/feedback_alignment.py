@@ -149,7 +149,8 @@ class FeedbackAlignment(_FeedbackBase):
                 if k == first:
                     break
                 record.put(key, state["B"][key])
-                delta = backward_input(layer, delta, caches[k], self.decor, W=state["B"][key])  # (DEC-6)
+                # (DEC-6) the error goes down through B_k instead of W_k
+                delta = backward_input(layer, delta, caches[k], self.decor, W=state["B"][key])
             elif self.straight_through and isinstance(layer, Activation):
                 continue                                            # (DEC-7) f' := 1
             else:

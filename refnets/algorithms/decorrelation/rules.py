@@ -17,11 +17,12 @@ caller centred h already)::
 
 Rules (eta = ``lr``)::
 
-    scaled   R <- s (I - eta C) R,  s = mean_i ||h_i|| / sqrt(||z_i||^2 + 1e-8)   (DEC-15, DEC-16)
-    offdiag  R <- R - eta (C - diag C) R                                           (DEC-16a, COPI)
-    whiten   R <- R - eta (C - I) R                                                (DEC-16b)
-    foldiak  M <- M + eta (C - diag C),  R = (I + M)^-1                            (DEC-16c, Földiák 1990)
-    zca      R = U (Lambda + eps)^-1/2 U^T  from  C_h = U Lambda U^T               (DEC-16d, oracle)
+    scaled   R <- s (I - eta C) R,                             (DEC-16)
+             s = mean_i ||h_i|| / sqrt(||z_i||^2 + 1e-8)       (DEC-15)
+    offdiag  R <- R - eta (C - diag C) R                       (DEC-16a, COPI)
+    whiten   R <- R - eta (C - I) R                            (DEC-16b)
+    foldiak  M <- M + eta (C - diag C),  R = (I + M)^-1        (DEC-16c, Földiák 1990)
+    zca      R = U (Lambda + eps)^-1/2 U^T,  C_h = U Lambda U^T  (DEC-16d, oracle)
 
 ``C R`` is computed as ``Z^T (Z R) / k`` when k < d: O(k d^2) instead of the
 O(d^3) of forming C first (DEC-17).
