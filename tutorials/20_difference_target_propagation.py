@@ -54,7 +54,7 @@ weights): ``DifferenceTargetPropagation(schedule='epoch')`` with
 
 Run
 ---
-    python tutorials/20_difference_target_propagation.py --quick     # subset, ~20 s
+    python tutorials/20_difference_target_propagation.py --quick     # subset, ~5 s
     python tutorials/20_difference_target_propagation.py             # full Fashion-MNIST, 20 epochs
     python tutorials/20_difference_target_propagation.py --epochs 5 --out-dir /tmp/t20
 
@@ -80,7 +80,7 @@ for FW-DTP on Fashion-MNIST (the paper's numbers). DTP's test accuracy
 fluctuates by ~1 point between epochs: Lee's optimiser (momentum 0.9,
 stabiliser inside the root) on the top layer's true gradient takes large steps.
 
---quick (2000/1000 subset, 2 epochs, ~8 s of CPU): test accuracy backprop 0.782,
+--quick (2000/1000 subset, 2 epochs, ~4 s on an idle machine): test accuracy backprop 0.782,
 DTP 0.782, plain TP 0.100 (chance), L-DRL 0.761; angle of DTP's layer-1 update
 to backprop 36 degrees (91 at the first step), L-DRL's still 88 (its feedback
 needs more steps).

@@ -290,9 +290,10 @@ class DifferenceTargetPropagation(Algorithm):
     def _check_state(self, state, where):
         fb = state.get("feedback") if isinstance(state, dict) else None
         if not isinstance(fb, dict) or not all(isinstance(key, str) for key in fb):
+            got = sorted(map(str, fb)) if isinstance(fb, dict) else repr(fb)
             raise ValueError(f"{where}: state['feedback'] must be the dict {{'k.V': array, ...}} "
                              f"of init_state (feedback keyed by the model index k of the layer "
-                             f"it inverts); got keys {sorted(map(str, fb)) if isinstance(fb, dict) else fb!r}. "
+                             f"it inverts); got keys {got}. "
                              f"A state saved before this key scheme (keyed by block number) "
                              f"cannot be used: rebuild it with init_state")
 
@@ -441,7 +442,7 @@ class DifferenceTargetPropagation(Algorithm):
         return 1.0 / (max(self.sigma, self.feedback_sigma_floor) ** 2 * n_units)
 
     def reconstruction_errors(self, f, state, h):
-        """Noise-free (1/B) Σ ‖g_i(f_i(h_{i-1})) - h_{i-1}‖² for every feedback map, in block order."""
+        """Noise-free (1/B) Σ ‖g_i(f_i(h_{i-1})) - h_{i-1}‖² per feedback map, in block order."""
         # = reconstruction_error(f[i], g_i, h[i-1]), with f_i(h_{i-1}) = h_i already computed
         return np.array([mse(self.g(state, f[i].k, h[i]), h[i - 1])[0]
                          for i in sorted(self.feedback_shapes(f))])
