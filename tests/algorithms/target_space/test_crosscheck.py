@@ -48,8 +48,16 @@ def _rnn(rng, realisation="scu"):
                               realisation=realisation, loss=masked_softmax_cross_entropy), x, y
 
 
+def _rnn_last(rng):
+    model = rnn_classifier(2, 3, 2, rng, readout="last")
+    xs, x = rng.standard_normal((6, 8, 2)), rng.standard_normal((5, 4, 2))
+    return model, TargetSpace(xs, realisation_batch_size=5, pseudoinverse_l2_regularisation=0.1),\
+        x, rng.integers(0, 2, 4)
+
+
 CASES = {"dense": _dense, "shortcut-ocu": _shortcut_ocu, "conv": _conv,
-         "rnn-hybrid": lambda r: _rnn(r, "scu"), "rnn-ocu": lambda r: _rnn(r, "ocu")}
+         "rnn-hybrid": lambda r: _rnn(r, "scu"), "rnn-ocu": lambda r: _rnn(r, "ocu"),
+         "rnn-last": _rnn_last}
 
 
 def _equal_trees(a, b):
