@@ -336,6 +336,9 @@ def cmd_compare(args):
     if args.list:
         list_methods()
         return 0
+    twice = sorted({m for m in (args.methods or []) if args.methods.count(m) > 1})
+    if twice:
+        args.parser.error(f"argument --methods: {', '.join(map(repr, twice))} given more than once")
     problem = _writable_out(args.out)        # before any data is loaded or any method trained
     if problem:
         args.parser.error(problem)
@@ -445,7 +448,7 @@ def build_parser():
     from .validation import OPTION_RANGES
 
     def rng_help(dest, text):
-        return f"{text} ({OPTION_RANGES[dest].describe()})"
+        return f"{text}; {OPTION_RANGES[dest].describe()}"
 
     parser = argparse.ArgumentParser(
         prog="refnets", description=__doc__.split("\n\n")[0] + " See `refnets <command> --help`.",

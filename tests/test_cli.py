@@ -161,6 +161,7 @@ def test_seeds_report_mean_and_spread(tmp_path, capsys):
     (["--batch-size", "2.5"], "--batch-size"),
     (["--seeds", "0"], "--seeds"),
     (["--methods", "no-such-method"], "--methods"),
+    (["--methods", "fa", "fa"], "--methods"),
     (["--out", "__FILE__"], "--out"),
     (["--out", "__UNWRITABLE__"], "--out"),
 ])
@@ -303,3 +304,37 @@ def test_version_and_help(capsys):
     assert cli.main([]) == 0
     out = capsys.readouterr().out
     assert "compare" in out and "gradcheck" in out
+
+
+def _readme_checker():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("check_readme_numbers",
+                                                  ROOT / "benchmarks" / "check_readme_numbers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_result_tables_have_commands_and_parse():
+    checker = _readme_checker()
+    tables = checker.parse_tables((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert len(tables) >= 2
+    registered = set(algorithms.available_methods())
+    for command, header, rows in tables:
+        assert command.startswith("refnets compare") and "--seeds" in command
+        assert {"train acc", "test acc"} <= set(header)
+        # every method named is registered (methods registered later join at the next re-measure)
+        assert {r["method"].strip("`") for r in rows} <= registered, command
+        for r in rows:
+            mean, spread, _ = checker.parse_cell(r["test acc"])
+            assert 0 <= mean <= 1 and spread >= 0
+
+
+def test_readme_checker_flags_drift_beyond_the_spread():
+    checker = _readme_checker()
+    rows = [{"method": "`a`", "test acc": "0.800 ± 0.010", "cos to bp": "n/a"}]
+    same = {"a": {"test_acc": 0.805, "test_acc_std": 0.01}}
+    moved = {"a": {"test_acc": 0.83, "test_acc_std": 0.01}}
+    assert checker.compare(rows, same) == []
+    assert len(checker.compare(rows, moved)) == 1 and "moved +0.030" in checker.compare(rows, moved)[0]
+    assert checker.parse_cell("n/a") is None and checker.parse_cell("0.5")[2] == 0.05
