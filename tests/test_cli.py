@@ -308,10 +308,10 @@ def test_version_and_help(capsys):
 
 def _readme_checker():
     import importlib.util
-    spec = importlib.util.spec_from_file_location("check_readme_numbers",
-                                                  ROOT / "benchmarks" / "check_readme_numbers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    path = ROOT / "benchmarks" / "check_readme_numbers.py"
+    found = importlib.util.spec_from_file_location("check_readme_numbers", path)
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
     return module
 
 
