@@ -21,6 +21,7 @@ from refnets.algorithms.decorrelation import (DecorrelatedBackprop, Decorrelatio
 from refnets.layers import Dense
 from refnets.losses import mse
 from refnets.models import Sequential, convnet, mlp
+from tests.helpers import assert_same
 
 
 def _dec():
@@ -61,30 +62,14 @@ def _setup(name, seed=0):
     return alg, model, state, x, y, rng
 
 
-def _assert_same(a, b, where=""):
-    """Nested dicts/lists/arrays/scalars equal bit for bit."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), f"{where}: keys {set(a) ^ set(b)}"
-        for key in a:
-            _assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (u, v) in enumerate(zip(a, b)):
-            _assert_same(u, v, f"{where}[{i}]")
-    elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        np.testing.assert_array_equal(a, b, err_msg=where)
-    else:
-        assert a == b or (a != a and b != b), f"{where}: {a!r} != {b!r}"
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_trace_leaves_model_state_and_rng_untouched(name):
     alg, model, state, x, y, rng = _setup(name)
     params, st, rng_state = model.copy_params(), copy.deepcopy(state), copy.deepcopy(
         rng.bit_generator.state)
     alg.trace(model, state, x, y, rng)
-    _assert_same(model.copy_params(), params, "params")
-    _assert_same(state, st, "state")
+    assert_same(model.copy_params(), params, "params")
+    assert_same(state, st, "state")
     assert rng.bit_generator.state == rng_state
 
 
@@ -95,12 +80,12 @@ def test_trace_is_the_step_and_its_given_values_replay_it(name):
     model2, state2 = copy.deepcopy(model), copy.deepcopy(state)
     res = alg.step(model, state, x, y, rng)
     assert tr["loss"] == res.loss
-    _assert_same(tr["grads"], res.grads, "grads")
-    _assert_same(tr["after"], state, "after")
+    assert_same(tr["grads"], res.grads, "grads")
+    assert_same(tr["after"], state, "after")
     # the replay draws nothing: every random quantity comes from trace["given"]
     res2 = alg.step(model2, state2, x, y, None, **tr["given"])
-    _assert_same(res2.grads, res.grads, "replayed grads")
-    _assert_same(state2, state, "replayed state")
+    assert_same(res2.grads, res.grads, "replayed grads")
+    assert_same(state2, state, "replayed state")
     if alg.decor is not None:
         for k in (0,) if name.endswith("conv") else (0, 2, 4):
             for key in ("h", "mu", "R", "z", "rows", "C_z", "R_after"):
@@ -116,7 +101,7 @@ def test_init_state_rebuilds_from_its_given_values(name):
              else mlp([5, 6, 4, 3], "leaky_relu", rng))
     alg, rec = make(), Recorder()
     state = alg.init_state(model, rng, record=rec)
-    _assert_same(alg.init_state(model, None, **rec.draws), state, "init_state")
+    assert_same(alg.init_state(model, None, **rec.draws), state, "init_state")
     assert set(rec.draws) == set(alg.init_given())
 
 
@@ -161,7 +146,7 @@ def test_given_B_and_D_are_used(rng):
     B = {f"{k}.B": model.layers[k].params["W"] for k in (2, 4)}
     state = fa.init_state(model, None, B=B)                # B = W: FA is backprop
     tr = fa.trace(model, state, x, y)
-    _assert_same(tr["grads"], ref, "FA with B = W")
+    assert_same(tr["grads"], ref, "FA with B = W")
     np.testing.assert_array_equal(tr["values"]["4.B"], B["4.B"])
     np.testing.assert_array_equal(tr["values"]["2.delta"], tr["values"]["4.delta"] @ B["4.B"]
                                   * (1 - np.tanh(model.forward(x)[1][3]["z"]) ** 2))
@@ -366,7 +351,7 @@ def test_float32_x_is_upcast_exactly():
     x32 = x.astype(np.float32)
     r64 = alg.trace(model, state, x32.astype(np.float64), y, rng)
     r32 = alg.trace(model, state, x32, y, rng)
-    _assert_same(r32["grads"], r64["grads"], "grads")
+    assert_same(r32["grads"], r64["grads"], "grads")
 
 
 @pytest.mark.parametrize("make,match", [

@@ -13,23 +13,7 @@ from refnets.algorithms.hsic.format import HSICSigmaCombined, format_setup
 from refnets.algorithms.hsic.models import (backward_layers, block_keys, forward_layers,
                                             hsic_mlp, hsic_resconv, init_running_stats,
                                             split_blocks, update_running_stats)
-
-
-def assert_same(a, b, path="state"):
-    """Bit-identical nested dicts/lists of arrays and scalars."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), path
-        for key in a:
-            assert_same(a[key], b[key], f"{path}[{key!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (u, v) in enumerate(zip(a, b)):
-            assert_same(u, v, f"{path}[{i}]")
-    elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        np.testing.assert_array_equal(a, b, err_msg=path)
-        assert np.asarray(a).dtype == np.asarray(b).dtype, path
-    else:
-        assert a == b, path
+from tests.helpers import assert_same
 
 
 def params_of(model):

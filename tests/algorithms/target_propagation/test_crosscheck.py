@@ -11,6 +11,7 @@ from refnets.algorithms.target_propagation import (
     DirectDTP, FixedWeightDTP, LocalDifferenceReconstructionLoss, TargetPropagationThroughTime)
 from refnets.losses import mse
 from refnets.models import convnet, mlp, rnn_classifier
+from tests.helpers import assert_same
 
 
 def _dense(rng):
@@ -50,23 +51,6 @@ CASES = [
 IDS = [c[0] for c in CASES]
 
 
-def _assert_same(a, b, path="state"):
-    """Bit-identical nested dicts/lists of arrays and scalars."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), (path, sorted(map(str, a)),
-                                                           sorted(map(str, b)))
-        for key in a:
-            _assert_same(a[key], b[key], f"{path}[{key!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (u, v) in enumerate(zip(a, b)):
-            _assert_same(u, v, f"{path}[{i}]")
-    else:
-        a, b = np.asarray(a), np.asarray(b)
-        assert a.dtype == b.dtype and a.shape == b.shape, path
-        assert np.array_equal(a, b, equal_nan=True), path
-
-
 def _setup(case, seed=0):
     _, make_algo, make_problem = case
     rng = np.random.default_rng(seed)
@@ -80,14 +64,14 @@ def test_trace_changes_nothing_and_equals_step(case):
     algo, model, state, x, y, rng = _setup(case)
     params0, state0, rng0 = model.copy_params(), copy.deepcopy(state), copy.deepcopy(rng)
     tr = algo.trace(model, state, x, y, rng)
-    _assert_same(model.params(), params0, "model")                 # nothing changed
-    _assert_same(state, state0)
+    assert_same(model.params(), params0, "model")                 # nothing changed
+    assert_same(state, state0)
     assert rng.bit_generator.state == rng0.bit_generator.state      # nor the caller's rng
     res = algo.step(model, state, x, y, rng)                        # the same step for real
-    _assert_same(tr["grads"], res.grads, "grads")
-    _assert_same(tr["after"], state, "after")
+    assert_same(tr["grads"], res.grads, "grads")
+    assert_same(tr["after"], state, "after")
     assert tr["loss"] == res.loss
-    _assert_same(tr["info"], res.info, "info")
+    assert_same(tr["info"], res.info, "info")
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -96,8 +80,8 @@ def test_given_draws_replay_the_traced_step_without_an_rng(case):
     tr = algo.trace(model, state, x, y, rng)
     assert set(tr["given"]) <= set(algo.GIVEN_STEP)
     res = algo.step(model, state, x, y, None, **tr["given"])
-    _assert_same(tr["grads"], res.grads, "grads")
-    _assert_same(tr["after"], state, "after")
+    assert_same(tr["grads"], res.grads, "grads")
+    assert_same(tr["after"], state, "after")
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -141,7 +125,7 @@ def test_trace_keys_use_the_model_index_and_given_eps_is_used():
     eps = {f"{k}.eps.{j}": 0.1 * rng.standard_normal((6, 4)) for k in (2,) for j in (0, 1)}
     eps["4.eps.0"] = eps["4.eps.1"] = np.zeros((6, 4))
     tr = algo.trace(model, state, x, y, None, eps=eps)
-    _assert_same(tr["given"]["eps"], eps, "eps")
+    assert_same(tr["given"]["eps"], eps, "eps")
     for k in (0, 2, 4):
         assert tr["values"][f"{k}.h"].shape == (6, 4 if k < 4 else 3)
         assert f"{k}.h_hat" in tr["values"] and f"{k}.L_local" in tr["values"]
@@ -310,7 +294,7 @@ def test_bad_inputs_and_hyperparameters_name_the_argument(rng):
     g64 = algo.trace(model, state, x, y, r1)["grads"]
     g32 = algo.trace(model, state, x.astype(np.float32).astype(np.float64), y, r2)["grads"]
     g32b = algo.trace(model, state, x.astype(np.float32), y, copy.deepcopy(rng))["grads"]
-    _assert_same(g32, g32b, "float32 upcast")
+    assert_same(g32, g32b, "float32 upcast")
     assert all(v.dtype == np.float64 for v in g64.values())
     for kwargs, name in (({"sigma": "0.3"}, "sigma"), ({"target_step": np.inf}, "target_step"),
                          ({"feedback_iterations": 1.5}, "feedback_iterations"),

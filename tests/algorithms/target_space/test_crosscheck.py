@@ -16,6 +16,7 @@ from refnets.algorithms.target_space.init import truncated_normal
 from refnets.algorithms.target_space.solve import RidgeSolveWarning, design_matrix
 from refnets.losses import masked_softmax_cross_entropy
 from refnets.models import convnet, mlp, rnn_classifier
+from tests.helpers import assert_same
 
 
 # --------------------------------------------------------------------------- cases
@@ -60,21 +61,6 @@ CASES = {"dense": _dense, "shortcut-ocu": _shortcut_ocu, "conv": _conv,
          "rnn-last": _rnn_last}
 
 
-def _equal_trees(a, b):
-    if isinstance(a, dict):
-        assert set(a) == set(b)
-        for key in a:
-            _equal_trees(a[key], b[key])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for u, v in zip(a, b):
-            _equal_trees(u, v)
-    elif isinstance(a, np.ndarray):
-        np.testing.assert_array_equal(a, b)
-    else:
-        assert a == b
-
-
 # --------------------------------------------------------------------------- trace
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_trace_leaves_everything_untouched_and_equals_step(rng, case):
@@ -82,16 +68,16 @@ def test_trace_leaves_everything_untouched_and_equals_step(rng, case):
     state = algo.init_state(model, rng)
     model0, state0, rng0 = copy.deepcopy(model), copy.deepcopy(state), copy.deepcopy(rng)
     tr = algo.trace(model, state, x, y, rng)
-    _equal_trees(state, state0)                                  # state untouched
-    _equal_trees(model.params(), model0.params())                # model untouched
+    assert_same(state, state0)                                   # state untouched
+    assert_same(model.params(), model0.params())                 # model untouched
     assert rng.bit_generator.state == rng0.bit_generator.state   # caller's rng untouched
     res = algo.step(model, state, x, y, rng)
     assert tr["loss"] == res.loss
-    _equal_trees(tr["grads"], res.grads)                         # bit for bit
-    _equal_trees(tr["after"], state)
+    assert_same(tr["grads"], res.grads)                          # bit for bit
+    assert_same(tr["after"], state)
     assert tr["given"] == {}                                     # a step draws nothing
     replay = algo.step(model0, state0, x, y, None, **tr["given"])
-    _equal_trees(replay.grads, res.grads)
+    assert_same(replay.grads, res.grads)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -155,7 +141,7 @@ def test_init_state_replays_recorded_draws_without_rng(rng, case):
     assert set(rec.draws) == {"realisation_rows", "targets"}
     assert set(rec.draws["targets"]) == set(state["targets"])
     again = algo.init_state(model, None, **rec.draws)
-    _equal_trees(again, state)
+    assert_same(again, state)
 
 
 def test_given_targets_and_rows_are_used_and_consume_no_rng(rng):
@@ -359,7 +345,7 @@ def test_step_and_predict_check_x(rng):
     s32, s64 = copy.deepcopy(state), copy.deepcopy(state)
     r32 = algo.step(copy.deepcopy(model), s32, x.astype(np.float32), y, rng)
     r64 = algo.step(copy.deepcopy(model), s64, x.astype(np.float32).astype(np.float64), y, rng)
-    _equal_trees(r32.grads, r64.grads)                         # float32 upcast exactly
+    assert_same(r32.grads, r64.grads)                         # float32 upcast exactly
     bad = x.copy()
     bad[2, 1] = np.nan
     with pytest.raises(ValueError, match=r"TargetSpace.step: x contains a non-finite .* \(2, 1\)"):
