@@ -38,21 +38,21 @@ Run
     python tutorials/12_target_space_cnn.py --quick      # 1000 images, 1 epoch (used by the tests)
     python tutorials/12_target_space_cnn.py --epochs 10 --n-bar 50
 
-Measured (2-core CPU, OPENBLAS_NUM_THREADS=1, machine shared with other jobs)
------------------------------------------------------------------------------
-Full run (seed 0, 5 epochs of 50 minibatches, n_bar = 100), 29 s (94 s when the
-machine was busy with other jobs, same accuracies):
+Measured (idle 2-core CPU, OPENBLAS_NUM_THREADS=1)
+--------------------------------------------------
+Full run (seed 0, 5 epochs of 50 minibatches, n_bar = 100), 17 s (the
+accuracies are the same on a busy machine; only the times grow):
 
 ============  =========  ========  =======
 method        train acc  test acc  s/epoch
 ============  =========  ========  =======
-target space  0.819      0.788     2.8
-weight space  0.833      0.805     0.79
+target space  0.819      0.788     1.61
+weight space  0.833      0.805     0.48
 ============  =========  ========  =======
 
 Test accuracy per epoch: TS 0.726, 0.740, 0.764, 0.769, 0.788; WS 0.724,
 0.757, 0.797, 0.800, 0.805. On this tiny net and budget target space does
-*not* beat weight space, and each step costs ~3.6x more (the conv solve has
+*not* beat weight space, and each epoch costs ~3.3x more (the conv solve has
 78,400 rows). Three things to notice in the figures:
 
 * the realisation residual of the conv layer grows to ~0.4 while the dense

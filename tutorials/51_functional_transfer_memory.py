@@ -47,23 +47,23 @@ overhead; ``--chunk 1 --optimizer sgd --lr 0.02`` is the authors' protocol
 
 Run
 ---
-    python tutorials/51_functional_transfer_memory.py              # full run, a few minutes
+    python tutorials/51_functional_transfer_memory.py              # full run, ~30 s on an idle 2-core machine
     python tutorials/51_functional_transfer_memory.py --quick      # 100 digits, ~15 s (tests)
     python tutorials/51_functional_transfer_memory.py --chunk 1 --optimizer sgd --lr 0.02 --passes 3000
 
-Measured (2-core CPU, OPENBLAS_NUM_THREADS=1, machine loaded by other jobs)
----------------------------------------------------------------------------
+Measured (idle 2-core CPU, OPENBLAS_NUM_THREADS=1)
+--------------------------------------------------
 Full run with the defaults (400 digits, 800 passes, chunks of 21, Adam 3e-3,
-seed 0; 240 s wall on a heavily loaded machine):
+seed 0; 29 s wall):
 
     run                      final recall  best recall  first 100% at pass
-    truncated (authors')            0.920        0.947                   -
-    full BPTT per chunk             1.000        1.000                 400
+    truncated (authors')            0.907        0.965                   -
+    full BPTT per chunk             0.997        1.000                 480
     no recurrence (rho = 0)         0.190        0.190                   -
 
-Full BPTT recalls all 399 transitions at pass 400 (later dips to 0.94); the truncated gradient
-climbs more slowly and oscillates at a constant learning rate (0.65-0.95
-after pass 500); without recurrence the network sits exactly at the bigram
+Full BPTT recalls all 399 transitions at pass 480 (and stays at 0.985-1.000
+after it); the truncated gradient climbs more slowly and oscillates at a
+constant learning rate (0.70-0.96 after pass 500, see recall_curves.png); without recurrence the network sits exactly at the bigram
 ceiling 0.190 (chance 0.10). An exploration run with plain SGD
 (``--optimizer sgd --lr 0.02``: lr 0.02 per transition as the authors, chunks
 of 21, truncated gradient; ~10 min on the loaded machine) reached 0.74 best by

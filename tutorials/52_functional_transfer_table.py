@@ -37,25 +37,25 @@ training  backprop with the revised delta rule, Adam lr 2e-3, batch 50
 
 Run
 ---
-    python tutorials/52_functional_transfer_table.py               # full run, ~10-20 min
+    python tutorials/52_functional_transfer_table.py               # full run, ~3 min on an idle 2-core machine
     python tutorials/52_functional_transfer_table.py --quick       # ~20 s (used by the tests)
     python tutorials/52_functional_transfer_table.py --functions F03,F12,LIN --epochs 20
 
-Measured (2-core CPU, OPENBLAS_NUM_THREADS=1, machine loaded by other jobs)
----------------------------------------------------------------------------
-Full run (5000 / 1000 images, 196-32-10, 8 epochs, seed 0; 16 min wall with
-load average 5-8, which also drifted during the run, so the time ratios are
-rough; see benchmarks/bench_ftm.py for interleaved timings):
+Measured (idle 2-core CPU, OPENBLAS_NUM_THREADS=1)
+--------------------------------------------------
+Full run (5000 / 1000 images, 196-32-10, 8 epochs, seed 0; 166 s wall; the
+time ratios come from one run each, see benchmarks/bench_ftm.py for
+interleaved timings):
 
     test acc   functions
-    0.81-0.82  LIN 0.815, F07 0.819, F04 0.814, F06 0.812, F03 0.811
-    0.78-0.80  F15 0.796, F02 0.792, F05 0.793, F12 0.793, F14 0.791, F08 0.788,
-               F09 0.783, F13 0.782, F20 0.780
-    0.73-0.78  F01 0.775, F16 0.774, F18 0.765, F17 0.746, F19 0.729
+    0.80-0.82  F07 0.819, LIN 0.815, F04 0.814, F06 0.812, F03 0.811, F12 0.804
+    0.78-0.80  F15 0.796, F02 0.792, F14 0.791, F05 0.790, F08 0.788, F09 0.783,
+               F20 0.780
+    0.72-0.78  F01 0.775, F13 0.775, F16 0.774, F18 0.765, F17 0.746, F19 0.729
     0.54-0.57  F10 0.542, F11 0.565 (sigmoid edges: slow learners)
 
-    s/epoch (x LIN): fast path 0.9-4x (F04 the most), generic ReLU 12x,
-    sigmoid/tanh/exp/sinh 19-28x, cosh/sin/cos 35-39x.
+    s/epoch (x LIN): fast path 1.1-3.8x (F02 the most), generic ReLU 14-31x,
+    exp/cosh/tanh/sigmoid/sinh 29-39x, sin/cos 80x.
 
 So on this image task no function beats the plain MLP by more than noise
 (the journal's "comparable to an MLP"), unlike the two spirals (tutorial 50).
