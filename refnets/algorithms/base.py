@@ -263,8 +263,13 @@ class Algorithm:
             raise ValueError(f"{type(self).__name__}: loss must be callable, got {loss!r}")
         self.loss = loss
 
-    def init_state(self, model, rng):
-        """Extra per-run state (feedback matrices, inverses, targets, ...)."""
+    def init_state(self, model, rng, record=None, **given):
+        """Extra per-run state (feedback matrices, inverses, targets, ...).
+
+        A method that draws initial values takes them as given-value keywords
+        (see the module docstring); this default draws nothing and accepts none.
+        """
+        check_given(given, (), f"{type(self).__name__}.init_state")
         return {}
 
     def variables(self, model, state):

@@ -187,3 +187,10 @@ def test_trace_of_a_model_with_its_own_wiring_records_output_and_its_gradient(rn
     assert tr["loss"] == loss
     for key in ref:
         assert np.array_equal(tr["grads"][key], ref[key])
+
+
+def test_default_init_state_takes_no_given_values(rng):
+    model = mlp([3, 4, 2], "tanh", rng)
+    assert Backprop().init_state(model, None) == {}
+    with pytest.raises(ValueError, match=r"Backprop.init_state: unknown keyword 'B'.*accepts are \[\]"):
+        Backprop().init_state(model, rng, B={"0.B": np.zeros((2, 2))})
